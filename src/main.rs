@@ -1,0 +1,212 @@
+//! telemetry-relay: a Lambda external extension that relays Telemetry API events to stdout.
+//!
+//! This file is wiring, in the order of SPEC.md §3. Init is register → bind → subscribe →
+//! first `/next` and nothing else, because everything before the first `/next` is billed Init
+//! Duration. Three threads share one channel: this one runs the Extensions API loop and sends
+//! INVOKE/SHUTDOWN, the listener sends each POST, and the relay (the only receiver) owns the
+//! outputs. Failures become exit codes here: a config mistake goes to `/extension/init/error`.
+
+// Tests may unwrap and panic: a failed expectation is exactly what should stop them.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod config;
+mod lambda;
+mod log;
+mod pipeline;
+mod signal;
+mod sinks;
+mod telemetry;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use config::Config;
+use lambda::RuntimeApi;
+use lambda::extensions::{self, NextEvent};
+use lambda::telemetry_api::{self, Subscription};
+use pipeline::{Msg, Relay};
+
+/// How often a lost Runtime API connection is retried before it is taken as SHUTDOWN.
+const NEXT_RETRIES: u32 = 5;
+
+fn main() -> ExitCode {
+    signal::install();
+    let name = extension_name();
+    let env = config::from_env();
+    let runtime_api = match config::runtime_api(&env) {
+        Ok(address) => address,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let parsed = Config::parse(&env);
+    if let Ok(config) = &parsed {
+        log::set_level(config.log_level);
+    }
+    let api = RuntimeApi::new(&runtime_api);
+    let events: &[&str] = if config::managed_instances(&env) {
+        &["SHUTDOWN"]
+    } else {
+        &["INVOKE", "SHUTDOWN"]
+    };
+    let registration = match extensions::register(&api, &name, events) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot register as {name:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let id = registration.identifier.as_str();
+    let config = match parsed {
+        Ok(config) => config,
+        Err(e) => {
+            error!("{e}");
+            extensions::init_error(&api, id, "Extension.ConfigInvalid", &e.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&api, id, &name, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal {
+            error_type,
+            message,
+            during_init,
+        }) => {
+            error!("{message}");
+            if during_init {
+                extensions::init_error(&api, id, error_type, &message);
+            } else {
+                extensions::exit_error(&api, id, error_type, &message);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error that ends the extension, reported to Lambda as `error_type`.
+struct Fatal {
+    error_type: &'static str,
+    message: String,
+    during_init: bool,
+}
+
+fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fatal> {
+    let server = tiny_http::Server::http(config.listen).map_err(|e| Fatal {
+        error_type: "Extension.ListenerFailed",
+        message: format!(
+            "cannot listen on {} ({}): {e}",
+            config.listen,
+            config::LISTEN
+        ),
+        during_init: true,
+    })?;
+    let server = Arc::new(server);
+    let port = server.server_addr().to_ip().map_or(0, |a| a.port());
+    let (tx, rx) = mpsc::channel();
+    let (last_batch_tx, last_batch_rx) = mpsc::channel();
+    let relay_config = config.clone();
+    let spawn_failed = |e: std::io::Error| Fatal {
+        error_type: "Extension.ThreadFailed",
+        message: format!("cannot start a thread: {e}"),
+        during_init: true,
+    };
+    let relay = std::thread::Builder::new()
+        .name("relay".to_string())
+        .spawn(move || Relay::new(&relay_config).run(rx, last_batch_tx))
+        .map_err(spawn_failed)?;
+    let listener = telemetry::listener::spawn(server.clone(), tx.clone(), config.max_body_bytes)
+        .map_err(spawn_failed)?;
+
+    let subscribed = match telemetry_api::subscribe(
+        api,
+        id,
+        name,
+        &config.types,
+        config.buffering,
+        port,
+    ) {
+        Ok(Subscription::Active { schema }) => {
+            debug!(
+                "started: listening on port {port}, subscribed to {:?} with schema {schema}, buffering {:?}, stdout {:?}",
+                config.types, config.buffering, config.stdout_format
+            );
+            true
+        }
+        Ok(Subscription::Unavailable { reason }) => {
+            warn!(
+                "no telemetry will be relayed: the Telemetry API is unavailable here ({reason}); still serving INVOKE/SHUTDOWN"
+            );
+            false
+        }
+        Err(e) => {
+            warn!("no telemetry will be relayed: {e}; still serving INVOKE/SHUTDOWN");
+            false
+        }
+    };
+    let _ = tx.send(Msg::Subscribed(subscribed));
+
+    let deadline = lifecycle(api, id, &tx)?;
+
+    // SHUTDOWN: the relay waits for the last batch, bounded by the deadline; so do we.
+    let _ = tx.send(Msg::Shutdown { deadline });
+    let wait = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let _ = last_batch_rx.recv_timeout(wait.saturating_sub(Duration::from_millis(100)));
+    server.unblock();
+    drop(tx);
+    let _ = listener.join();
+    let _ = relay.join();
+    Ok(())
+}
+
+/// Serves `/next` until SHUTDOWN; returns the SHUTDOWN deadline.
+fn lifecycle(api: &RuntimeApi, id: &str, tx: &mpsc::Sender<Msg>) -> Result<SystemTime, Fatal> {
+    let mut failures = 0;
+    loop {
+        match extensions::next(api, id) {
+            Ok(NextEvent::Invoke { request_id }) => {
+                failures = 0;
+                let _ = tx.send(Msg::Invoke { request_id });
+            }
+            Ok(NextEvent::Shutdown { reason, deadline }) => {
+                info!("SHUTDOWN ({})", reason.as_str());
+                return Ok(deadline);
+            }
+            Ok(NextEvent::Other(kind)) => {
+                warn!("ignoring unknown event type {kind:?} from /event/next")
+            }
+            Err(e) if e.is_transport() && failures < NEXT_RETRIES => {
+                failures += 1;
+                warn!("{e}; retrying ({failures}/{NEXT_RETRIES})");
+                std::thread::sleep(Duration::from_millis(10 << failures));
+            }
+            Err(e) if e.is_transport() => {
+                error!("{e}; giving up and shutting down");
+                return Ok(SystemTime::now() + Duration::from_millis(1500));
+            }
+            Err(e) => {
+                return Err(Fatal {
+                    error_type: "Extension.NextFailed",
+                    message: e.to_string(),
+                    during_init: false,
+                });
+            }
+        }
+    }
+}
+
+/// Our name is our file name: Lambda requires `Lambda-Extension-Name` to match it exactly.
+fn extension_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(|n| n.to_str())
+        .unwrap_or("telemetry-relay")
+        .to_string()
+}

@@ -1,0 +1,374 @@
+//! The relay thread: the channel's only receiver. It owns the outputs, the echo guard, the
+//! counters and the decision of when the last batch is in.
+//!
+//! Two senders feed it: `main` (subscription outcome, INVOKE, SHUTDOWN) and the listener (each
+//! POST). It never waits on `/next`, which blocks for hours on Lambda Managed Instances, so events
+//! are relayed while the lifecycle thread is blocked.
+//!
+//! SHUTDOWN (SPEC.md §3, trap 1): the platform's final batch, with the last invocation's
+//! `platform.report` and any lines the function logged after SHUTDOWN was sent, arrives after
+//! the SHUTDOWN event. So the relay keeps reading until every invocation it saw start has its
+//! report and no POST came for a quiet period (the subscription's `timeoutMs` + 50 ms), capped at
+//! the SHUTDOWN deadline minus a safety margin, or until a second SIGTERM. Then it tells `main`,
+//! which stops the listener; the relay drains what is left in the channel, flushes, and returns
+//! its counters. Without a subscription it returns at once.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, TelemetryType};
+use crate::signal;
+use crate::sinks::stdout::StdoutSink;
+use crate::telemetry::echo::EchoGuard;
+use crate::telemetry::event::{Kind, Parsed};
+use crate::{debug, info, warn};
+
+/// Time kept in hand before the SHUTDOWN deadline for draining and exiting.
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
+/// How long after the platform's `timeoutMs` a batch may still be on its way.
+const QUIET_EXTRA: Duration = Duration::from_millis(50);
+/// How often a blocked relay looks at the SIGTERM count.
+const SIGNAL_POLL: Duration = Duration::from_millis(200);
+/// How often it looks while waiting for the last batch.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+/// Invocations awaiting their report, at most (LMI runs many at once; reports can be lost).
+const MAX_PENDING: usize = 1024;
+/// An invocation whose report has not come in this long is forgotten.
+const PENDING_EXPIRY: Duration = Duration::from_secs(15 * 60);
+
+/// What the relay hears.
+#[derive(Debug)]
+pub enum Msg {
+    /// Whether the Telemetry API subscription succeeded.
+    Subscribed(bool),
+    /// An INVOKE from `/next`.
+    Invoke { request_id: String },
+    /// SHUTDOWN from `/next`; `deadline` is when Lambda kills us.
+    Shutdown { deadline: SystemTime },
+    /// A telemetry POST, answered and parsed.
+    Post(Parsed),
+    /// A POST refused with 413 for its size (`declared` from Content-Length, if it had one).
+    Oversize { declared: Option<u64> },
+}
+
+/// Counters, reported in the shutdown summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub invokes: u64,
+    pub posts: u64,
+    pub events: u64,
+    pub relayed: u64,
+    pub malformed_posts: u64,
+    pub bad_events: u64,
+    pub oversize_posts: u64,
+    pub own_echoes: u64,
+    pub platform_dropped_records: u64,
+    pub write_errors: u64,
+    pub reports_missing_at_shutdown: u64,
+}
+
+/// The relay's state.
+pub struct Relay {
+    stdout: Option<StdoutSink>,
+    guard: Option<EchoGuard>,
+    track_reports: bool,
+    quiet: Duration,
+    telemetry: bool,
+    pending: Vec<(String, Instant)>,
+    stats: Stats,
+}
+
+impl Relay {
+    pub fn new(config: &Config) -> Relay {
+        let stdout = StdoutSink::new(config.stdout_format);
+        let echoes = stdout.is_some() && config.subscribes(TelemetryType::Extension);
+        Relay {
+            stdout,
+            guard: echoes.then(EchoGuard::default),
+            track_reports: config.subscribes(TelemetryType::Platform),
+            quiet: Duration::from_millis(u64::from(config.buffering.timeout_ms)) + QUIET_EXTRA,
+            telemetry: false,
+            pending: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs until the channel closes; after SHUTDOWN's wait, signals `last_batch_in`.
+    pub fn run(mut self, rx: Receiver<Msg>, last_batch_in: Sender<()>) -> Stats {
+        loop {
+            match rx.recv_timeout(SIGNAL_POLL) {
+                Ok(Msg::Shutdown { deadline }) => {
+                    self.wait_for_last_batch(&rx, deadline);
+                    let _ = last_batch_in.send(());
+                    break;
+                }
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) if signal::terms() >= 2 => {
+                    warn!("second SIGTERM before SHUTDOWN: exiting with what has been relayed");
+                    self.summary();
+                    std::process::exit(0);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // The listener has been stopped: take what it had already sent.
+        while let Ok(msg) = rx.recv() {
+            self.handle(msg);
+        }
+        self.summary();
+        self.stats
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Subscribed(active) => self.telemetry = active,
+            Msg::Invoke { request_id } => {
+                self.stats.invokes += 1;
+                self.expect_report(request_id);
+            }
+            Msg::Shutdown { .. } => {}
+            Msg::Post(parsed) => self.relay(parsed),
+            Msg::Oversize { declared } => {
+                self.stats.posts += 1;
+                self.stats.oversize_posts += 1;
+                warn!(
+                    "telemetry POST refused with 413: body over the cap ({} bytes declared)",
+                    declared.map_or_else(|| "unknown".to_string(), |n| n.to_string())
+                );
+            }
+        }
+    }
+
+    fn relay(&mut self, parsed: Parsed) {
+        self.stats.posts += 1;
+        self.stats.malformed_posts += u64::from(parsed.problem.is_some());
+        self.stats.bad_events += parsed.bad_events as u64;
+        self.stats.events += parsed.batch.len() as u64;
+        if parsed.batch.is_empty() {
+            return;
+        }
+        debug!("batch of {} events", parsed.batch.len());
+        for event in parsed.batch.events() {
+            match event.kind {
+                Kind::Start => {
+                    if let Some(id) = event.platform().request_id.0 {
+                        self.expect_report(id.into_owned());
+                    }
+                }
+                Kind::Report => {
+                    if let Some(id) = event.platform().request_id.0 {
+                        self.pending.retain(|(pending, _)| *pending != id);
+                    }
+                }
+                Kind::LogsDropped => {
+                    let dropped = event.platform().dropped_records.whole().unwrap_or(0);
+                    self.stats.platform_dropped_records += dropped;
+                    warn!(
+                        "the platform dropped {dropped} telemetry records before they reached us"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let mut kept = Vec::with_capacity(parsed.batch.len());
+        for event in parsed.batch.events() {
+            if self.guard.as_mut().is_some_and(|g| g.is_own(&event)) {
+                self.stats.own_echoes += 1;
+            } else {
+                kept.push(event);
+            }
+        }
+        if let Some(stdout) = &mut self.stdout {
+            match stdout.write(kept.into_iter(), self.guard.as_mut()) {
+                Ok(n) => self.stats.relayed += n as u64,
+                Err(e) => {
+                    self.stats.write_errors += 1;
+                    if self.stats.write_errors == 1 {
+                        warn!(
+                            "writing to stdout failed (counted; further failures are only counted): {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn expect_report(&mut self, request_id: String) {
+        if !self.track_reports || request_id.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.pending
+            .retain(|(id, since)| *id != request_id && now.duration_since(*since) < PENDING_EXPIRY);
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.remove(0);
+        }
+        self.pending.push((request_id, now));
+    }
+
+    /// Reads until the last batch is in, the deadline margin is reached, or a second SIGTERM.
+    fn wait_for_last_batch(&mut self, rx: &Receiver<Msg>, deadline: SystemTime) {
+        if !self.telemetry {
+            return;
+        }
+        let start = Instant::now();
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(SHUTDOWN_MARGIN);
+        let hard_stop = start + left;
+        let mut last_post = start;
+        loop {
+            let now = Instant::now();
+            let quiet_until = last_post + self.quiet;
+            if self.pending.is_empty() && now >= quiet_until {
+                return;
+            }
+            if now >= hard_stop {
+                self.stats.reports_missing_at_shutdown = self.pending.len() as u64;
+                warn!(
+                    "SHUTDOWN deadline near: exiting without the report of {} invocation(s)",
+                    self.pending.len()
+                );
+                return;
+            }
+            if signal::terms() >= 2 {
+                warn!("second SIGTERM during SHUTDOWN: exiting with what has been relayed");
+                return;
+            }
+            let until = if self.pending.is_empty() {
+                quiet_until.min(hard_stop)
+            } else {
+                hard_stop
+            };
+            let wait = until.saturating_duration_since(now).min(SHUTDOWN_POLL);
+            match rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    if matches!(msg, Msg::Post(_) | Msg::Oversize { .. }) {
+                        last_post = Instant::now();
+                    }
+                    self.handle(msg);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn summary(&self) {
+        let s = &self.stats;
+        info!(
+            "shutdown summary: invokes={} posts={} events={} relayed={} malformed_posts={} \
+             bad_events={} oversize_posts={} own_echoes_dropped={} platform_dropped_records={} \
+             write_errors={} reports_missing={}",
+            s.invokes,
+            s.posts,
+            s.events,
+            s.relayed,
+            s.malformed_posts,
+            s.bad_events,
+            s.oversize_posts,
+            s.own_echoes,
+            s.platform_dropped_records,
+            s.write_errors,
+            s.reports_missing_at_shutdown
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StdoutFormat;
+    use crate::telemetry::event::parse;
+    use std::collections::HashMap;
+
+    fn relay(types: &str) -> Relay {
+        let mut env = HashMap::new();
+        env.insert(
+            "AWS_LAMBDA_RUNTIME_API".to_string(),
+            "127.0.0.1:1".to_string(),
+        );
+        env.insert("TELEMETRY_RELAY_TYPES".to_string(), types.to_string());
+        env.insert(
+            "TELEMETRY_RELAY_STDOUT_FORMAT".to_string(),
+            "none".to_string(),
+        );
+        let config = Config::parse(&env).unwrap();
+        assert_eq!(config.stdout_format, StdoutFormat::None);
+        Relay::new(&config)
+    }
+
+    fn post(body: &str) -> Msg {
+        Msg::Post(parse(body.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn reports_clear_pending_invocations_by_request_id() {
+        let mut relay = relay("platform,function");
+        relay.handle(Msg::Invoke {
+            request_id: "a".into(),
+        });
+        relay.handle(post(
+            r#"[{"time":"t","type":"platform.start","record":{"requestId":"b"}}]"#,
+        ));
+        assert_eq!(relay.pending.len(), 2);
+        relay.handle(post(
+            r#"[{"time":"t","type":"platform.report","record":{"requestId":"b"}}]"#,
+        ));
+        assert_eq!(relay.pending.len(), 1);
+        relay.handle(post(
+            r#"[{"time":"t","type":"platform.start","record":{"requestId":"a"}}]"#,
+        ));
+        assert_eq!(relay.pending.len(), 1);
+    }
+
+    #[test]
+    fn without_platform_events_no_report_is_awaited() {
+        let mut relay = relay("function");
+        relay.handle(Msg::Invoke {
+            request_id: "a".into(),
+        });
+        assert!(relay.pending.is_empty());
+        assert_eq!(relay.stats.invokes, 1);
+    }
+
+    #[test]
+    fn pending_invocations_are_bounded() {
+        let mut relay = relay("platform");
+        for i in 0..MAX_PENDING + 10 {
+            relay.handle(Msg::Invoke {
+                request_id: i.to_string(),
+            });
+        }
+        assert_eq!(relay.pending.len(), MAX_PENDING);
+    }
+
+    #[test]
+    fn problems_and_platform_drops_are_counted() {
+        let mut relay = relay("platform");
+        relay.handle(post("{}"));
+        relay.handle(post(r#"[7, {"time":"t","type":"platform.logsDropped","record":{"droppedRecords":12,"droppedBytes":3400,"reason":"x"}}]"#));
+        relay.handle(Msg::Oversize { declared: Some(10) });
+        let s = &relay.stats;
+        assert_eq!(
+            (s.posts, s.malformed_posts, s.bad_events, s.oversize_posts),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(s.events, 1);
+        assert_eq!(s.platform_dropped_records, 12);
+    }
+
+    #[test]
+    fn shutdown_without_telemetry_returns_at_once() {
+        let mut relay = relay("platform");
+        relay.handle(Msg::Invoke {
+            request_id: "never-reported".into(),
+        });
+        let (_tx, rx) = std::sync::mpsc::channel();
+        // No subscription: nothing will come, so nothing is awaited even with a far deadline.
+        relay.wait_for_last_batch(&rx, SystemTime::now() + Duration::from_secs(3600));
+        assert_eq!(relay.stats.reports_missing_at_shutdown, 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! Events on stdout, which Lambda sends to CloudWatch Logs.
+//!
+//! A whole POST is rendered into one reused buffer and written with one call, not a syscall per
+//! event. `text` prints a readable line per event and `function`/`extension` text as it was
+//! written; `json` prints each event as received, whitespace removed so it fits on one line.
+//! Every line written is remembered by the echo guard, because it will come back to us as an
+//! `extension` record (SPEC.md trap 8).
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use serde::Deserialize;
+
+use crate::config::StdoutFormat;
+use crate::telemetry::echo::{EchoGuard, trim_line_end};
+use crate::telemetry::event::{Event, Lenient, LogRecord};
+use crate::telemetry::text::{compact_into, unescape_into};
+
+/// The stdout output.
+pub struct StdoutSink {
+    format: StdoutFormat,
+    buffer: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct RequestId<'a> {
+    #[serde(rename = "requestId", borrow, default)]
+    request_id: Lenient<Cow<'a, str>>,
+}
+
+impl StdoutSink {
+    /// `None` when stdout output is off.
+    pub fn new(format: StdoutFormat) -> Option<StdoutSink> {
+        (format != StdoutFormat::None).then(|| StdoutSink {
+            format,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Writes `events` with one `write` call; `guard` learns every line written.
+    pub fn write<'a>(
+        &mut self,
+        events: impl Iterator<Item = Event<'a>>,
+        guard: Option<&mut EchoGuard>,
+    ) -> io::Result<usize> {
+        self.buffer.clear();
+        let mut written = 0;
+        for event in events {
+            match self.format {
+                StdoutFormat::Json => compact_into(event.raw, &mut self.buffer),
+                _ => render_text(&event, &mut self.buffer),
+            }
+            self.buffer.push(b'\n');
+            written += 1;
+        }
+        if written == 0 {
+            return Ok(0);
+        }
+        if let Some(guard) = guard {
+            guard.remember(&self.buffer);
+        }
+        let mut out = io::stdout().lock();
+        out.write_all(&self.buffer)?;
+        out.flush()?;
+        // Do not keep a huge batch's buffer around for the rest of the process's life.
+        if self.buffer.capacity() > 256 * 1024 {
+            self.buffer = Vec::new();
+        }
+        Ok(written)
+    }
+}
+
+/// One event as a readable line (without its final `\n`).
+fn render_text(event: &Event, out: &mut Vec<u8>) {
+    if event.kind.is_log() {
+        match event.log_record() {
+            LogRecord::Text(json) => {
+                let start = out.len();
+                unescape_into(json, out);
+                let kept = trim_line_end(out.get(start..).unwrap_or_default()).len();
+                out.truncate(start + kept);
+            }
+            LogRecord::Json(json) => compact_into(json, out),
+        }
+        return;
+    }
+    out.extend_from_slice(event.time_text().unwrap_or("-").as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(event.type_name().as_bytes());
+    out.push(b' ');
+    if let Ok(RequestId {
+        request_id: Lenient(Some(id)),
+    }) = serde_json::from_str(event.record)
+    {
+        out.extend_from_slice(id.as_bytes());
+        out.push(b' ');
+    }
+    compact_into(event.record, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::event::parse;
+
+    fn rendered(body: &str) -> Vec<String> {
+        let parsed = parse(body.as_bytes().to_vec());
+        parsed
+            .batch
+            .events()
+            .map(|e| {
+                let mut out = Vec::new();
+                render_text(&e, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_lines_show_time_type_request_id_and_compact_record() {
+        let lines = rendered(
+            r#"[{"time":"2026-03-14T09:21:07.124Z","type":"platform.start",
+                "record":{"requestId":"r-1", "version": "$LATEST"}},
+               {"time":"2026-03-14T09:21:06.912Z","type":"platform.initStart","record":{"phase":"init"}},
+               {"type":"platform.fault","record":"RequestId: r-1 Process exited"}]"#,
+        );
+        assert_eq!(
+            lines,
+            [
+                r#"2026-03-14T09:21:07.124Z platform.start r-1 {"requestId":"r-1","version":"$LATEST"}"#,
+                r#"2026-03-14T09:21:06.912Z platform.initStart {"phase":"init"}"#,
+                r#"- platform.fault "RequestId: r-1 Process exited""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn function_lines_are_printed_as_written() {
+        let lines = rendered(
+            r#"[{"time":"t","type":"function","record":"[INFO]\tid\tpriced 3 items\n"},
+               {"time":"t","type":"function","record":"two\nlines\r\n"},
+               {"time":"t","type":"function","record":{"level":"INFO", "message":"hi"}},
+               {"time":"t","type":"extension","record":"[other] ready"}]"#,
+        );
+        assert_eq!(
+            lines,
+            [
+                "[INFO]\tid\tpriced 3 items",
+                "two\nlines",
+                r#"{"level":"INFO","message":"hi"}"#,
+                "[other] ready",
+            ]
+        );
+    }
+}

@@ -1,0 +1,641 @@
+//! The Telemetry API event model: a POST body parsed into events that borrow from it.
+//!
+//! A 256 KiB batch parsed into `serde_json::Value` costs several times its size, so a [`Batch`]
+//! keeps the body as one `String` and, per event, byte ranges into it. Records are read lazily,
+//! by the relay, into [`PlatformRecord`], whose every field is optional and [`Lenient`]: a
+//! missing, `null` or wrongly typed field is `None`, never an error (SPEC.md rule zero, §6).
+//!
+//! What cannot be read is counted, never fatal, and costs only itself (SPEC.md §5, trap 5):
+//! - a body that is not UTF-8 is repaired (U+FFFD) and its events kept;
+//! - trailing garbage after the array, or a body cut short, keeps the complete events before it;
+//! - a body that is not a JSON array is dropped whole;
+//! - an element that is not an object with a string `type` and a `record` is dropped alone.
+//!
+//! Unknown event types are kept as [`Kind::Other`] and relayed raw; unknown fields stay in the raw
+//! text, which is what the JSON output prints.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The event types we know, plus everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InitStart,
+    InitRuntimeDone,
+    InitReport,
+    RestoreStart,
+    RestoreRuntimeDone,
+    RestoreReport,
+    Start,
+    RuntimeDone,
+    Report,
+    /// `platform.extension`: an extension's state during Init.
+    ExtensionState,
+    TelemetrySubscription,
+    LogsDropped,
+    /// A `function` log record.
+    Function,
+    /// An `extension` log record (any extension's stdout/stderr, ours included).
+    Extension,
+    /// Anything else, relayed as received.
+    Other,
+}
+
+impl Kind {
+    fn of(type_name: &str) -> Kind {
+        match type_name {
+            "platform.initStart" => Kind::InitStart,
+            "platform.initRuntimeDone" => Kind::InitRuntimeDone,
+            "platform.initReport" => Kind::InitReport,
+            "platform.restoreStart" => Kind::RestoreStart,
+            "platform.restoreRuntimeDone" => Kind::RestoreRuntimeDone,
+            "platform.restoreReport" => Kind::RestoreReport,
+            "platform.start" => Kind::Start,
+            "platform.runtimeDone" => Kind::RuntimeDone,
+            "platform.report" => Kind::Report,
+            "platform.extension" => Kind::ExtensionState,
+            "platform.telemetrySubscription" => Kind::TelemetrySubscription,
+            "platform.logsDropped" => Kind::LogsDropped,
+            "function" => Kind::Function,
+            "extension" => Kind::Extension,
+            _ => Kind::Other,
+        }
+    }
+
+    /// `function` or `extension`: the record is a log line, not a platform record.
+    pub fn is_log(self) -> bool {
+        matches!(self, Kind::Function | Kind::Extension)
+    }
+}
+
+/// Where one readable event sits in its batch's body.
+#[derive(Debug, Clone)]
+struct Slot {
+    raw: Range<usize>,
+    time: Option<Range<usize>>,
+    type_name: Range<usize>,
+    record: Range<usize>,
+    kind: Kind,
+}
+
+/// One POST body and the events that could be read from it, in order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    body: String,
+    slots: Vec<Slot>,
+}
+
+/// What was wrong with a body as a whole; each is counted as one malformed POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// Bytes that are not UTF-8 were replaced; the events were kept.
+    InvalidUtf8,
+    /// Empty, not JSON, or JSON but not an array: nothing kept.
+    NotAnArray(String),
+    /// The array is cut short or followed by other bytes; complete events before that were kept.
+    Damaged(String),
+}
+
+impl fmt::Display for BodyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyProblem::InvalidUtf8 => {
+                write!(f, "body is not valid UTF-8 (repaired, events kept)")
+            }
+            BodyProblem::NotAnArray(why) => write!(f, "body is not a JSON array of events: {why}"),
+            BodyProblem::Damaged(why) => {
+                write!(
+                    f,
+                    "body is not one well-formed JSON array (events before the damage kept): {why}"
+                )
+            }
+        }
+    }
+}
+
+/// The outcome of parsing one POST body.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub batch: Batch,
+    pub problem: Option<BodyProblem>,
+    /// Array elements that were not readable events.
+    pub bad_events: usize,
+}
+
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow, default)]
+    time: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow)]
+    type_name: &'a RawValue,
+    #[serde(borrow)]
+    record: &'a RawValue,
+}
+
+/// Collects array elements until the array ends or an element fails to parse.
+struct Elements<'v, 'de>(&'v mut Vec<&'de RawValue>);
+
+impl<'de> DeserializeSeed<'de> for Elements<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(element) = seq.next_element::<&'de RawValue>()? {
+            self.0.push(element);
+        }
+        Ok(())
+    }
+}
+
+/// Parses a POST body. Never fails: problems are reported in [`Parsed`].
+pub fn parse(body: Vec<u8>) -> Parsed {
+    let (body, mut problem) = match String::from_utf8(body) {
+        Ok(body) => (body, None),
+        Err(e) => (
+            String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            Some(BodyProblem::InvalidUtf8),
+        ),
+    };
+    let mut elements = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(&body);
+    let outcome = Elements(&mut elements)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    if let Err(e) = outcome {
+        problem = Some(if body.trim_start().starts_with('[') {
+            BodyProblem::Damaged(e.to_string())
+        } else {
+            BodyProblem::NotAnArray(e.to_string())
+        });
+    }
+    let base = body.as_ptr() as usize;
+    let range = |s: &str| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let mut slots = Vec::with_capacity(elements.len());
+    let mut bad_events = 0;
+    for element in &elements {
+        match read_slot(element.get(), &range) {
+            Some(slot) => slots.push(slot),
+            None => bad_events += 1,
+        }
+    }
+    drop(elements);
+    Parsed {
+        batch: Batch { body, slots },
+        problem,
+        bad_events,
+    }
+}
+
+fn read_slot(raw: &str, range: &dyn Fn(&str) -> Range<usize>) -> Option<Slot> {
+    let wire: WireEvent = serde_json::from_str(raw).ok()?;
+    let type_name: Cow<str> = serde_json::from_str(wire.type_name.get()).ok()?;
+    let time = wire
+        .time
+        .map(RawValue::get)
+        .filter(|t| t.starts_with('"') || t.starts_with(|c: char| c.is_ascii_digit()));
+    Some(Slot {
+        raw: range(raw),
+        time: time.map(range),
+        type_name: range(wire.type_name.get()),
+        record: range(wire.record.get()),
+        kind: Kind::of(&type_name),
+    })
+}
+
+impl Batch {
+    /// Number of readable events.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The events, in the order the platform sent them.
+    pub fn events(&self) -> impl Iterator<Item = Event<'_>> {
+        let text = |r: &Range<usize>| self.body.get(r.clone()).unwrap_or_default();
+        self.slots.iter().map(move |slot| Event {
+            raw: text(&slot.raw),
+            time: slot.time.as_ref().map(text),
+            type_json: text(&slot.type_name),
+            record: text(&slot.record),
+            kind: slot.kind,
+        })
+    }
+}
+
+/// One event, borrowed from its batch. Every `&str` here is raw JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// The whole event as received.
+    pub raw: &'a str,
+    /// `time` as a JSON string or number, if it was one.
+    pub time: Option<&'a str>,
+    /// `type` as a JSON string.
+    pub type_json: &'a str,
+    /// `record`, any JSON value.
+    pub record: &'a str,
+    pub kind: Kind,
+}
+
+impl<'a> Event<'a> {
+    /// The event type as text (escapes, if any, left as sent).
+    pub fn type_name(&self) -> &'a str {
+        unquote(self.type_json)
+    }
+
+    /// The time as sent (a number is epoch milliseconds), if any.
+    pub fn time_text(&self) -> Option<&'a str> {
+        self.time.map(unquote)
+    }
+
+    /// The platform record's fields; all `None` for records that are not objects.
+    pub fn platform(&self) -> PlatformRecord<'a> {
+        if self.kind.is_log() {
+            return PlatformRecord::default();
+        }
+        serde_json::from_str(self.record).unwrap_or_default()
+    }
+
+    /// The record as a log line, for `function`/`extension` events.
+    pub fn log_record(&self) -> LogRecord<'a> {
+        if self.record.starts_with('"') {
+            LogRecord::Text(self.record)
+        } else {
+            LogRecord::Json(self.record)
+        }
+    }
+}
+
+fn unquote(json: &str) -> &str {
+    json.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(json)
+}
+
+/// A `function`/`extension` record: a JSON string (text log format) or any other JSON value
+/// (JSON log format, delivered verbatim; SPEC.md §6.3). Both hold raw JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRecord<'a> {
+    Text(&'a str),
+    Json(&'a str),
+}
+
+/// A field that is `None` when missing, `null` or of an unexpected JSON type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lenient<T>(pub Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
+    }
+}
+
+impl Lenient<f64> {
+    /// A whole, non-negative number: accepts `128`, `128.0` and `1.28e2`.
+    pub fn whole(&self) -> Option<u64> {
+        self.0
+            .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n < 2f64.powi(53))
+            .map(|n| n as u64)
+    }
+}
+
+/// `metrics` of init/restore/runtimeDone/report records (SPEC.md §6.2).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Metrics {
+    pub duration_ms: Lenient<f64>,
+    pub billed_duration_ms: Lenient<f64>,
+    #[serde(rename = "memorySizeMB")]
+    pub memory_size_mb: Lenient<f64>,
+    #[serde(rename = "maxMemoryUsedMB")]
+    pub max_memory_used_mb: Lenient<f64>,
+    pub init_duration_ms: Lenient<f64>,
+    pub restore_duration_ms: Lenient<f64>,
+    pub produced_bytes: Lenient<f64>,
+}
+
+/// A span such as `responseLatency` (SPEC.md §6.2).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Span<'a> {
+    #[serde(borrow)]
+    pub name: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub start: Lenient<Cow<'a, str>>,
+    pub duration_ms: Lenient<f64>,
+}
+
+/// X-Ray trace context carried by platform events under active tracing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TraceContext<'a> {
+    #[serde(borrow)]
+    pub span_id: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub value: Lenient<Cow<'a, str>>,
+}
+
+/// The union of the platform records' fields we use; which are present depends on the type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PlatformRecord<'a> {
+    #[serde(borrow)]
+    pub request_id: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub status: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub error_type: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub initialization_type: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub phase: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub version: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub function_arn: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub runtime_version: Lenient<Cow<'a, str>>,
+    pub metrics: Lenient<Metrics>,
+    #[serde(borrow)]
+    pub spans: Lenient<Vec<Span<'a>>>,
+    #[serde(borrow)]
+    pub tracing: Lenient<TraceContext<'a>>,
+    /// `platform.extension` / `telemetrySubscription`: the extension's name and state.
+    #[serde(borrow)]
+    pub name: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub state: Lenient<Cow<'a, str>>,
+    /// `platform.logsDropped`.
+    pub dropped_records: Lenient<f64>,
+    pub dropped_bytes: Lenient<f64>,
+    #[serde(borrow)]
+    pub reason: Lenient<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn array_len(bytes: &[u8]) -> usize {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        value.as_array().unwrap().len()
+    }
+
+    #[test]
+    fn every_well_formed_fixture_is_read_whole() {
+        for name in [
+            "ondemand-cold-start.json",
+            "ondemand-warm-invokes.json",
+            "json-log-format.json",
+            "lmi.json",
+            "snapstart-restore.json",
+            "logs-dropped.json",
+            "edge-cases.json",
+        ] {
+            let bytes = fixture(name);
+            let expected = array_len(&bytes);
+            let parsed = parse(bytes);
+            assert_eq!(parsed.problem, None, "{name}");
+            assert_eq!(parsed.bad_events, 0, "{name}");
+            assert_eq!(parsed.batch.len(), expected, "{name}");
+            for event in parsed.batch.events() {
+                let raw: serde_json::Value = serde_json::from_str(event.raw).unwrap();
+                assert_eq!(raw["type"].as_str(), Some(event.type_name()), "{name}");
+                let record: serde_json::Value = serde_json::from_str(event.record).unwrap();
+                assert_eq!(raw["record"], record, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn known_types_are_typed_and_unknown_ones_kept() {
+        let parsed = parse(fixture("edge-cases.json"));
+        let kinds: Vec<(Kind, &str)> = parsed
+            .batch
+            .events()
+            .map(|e| (e.kind, e.type_name()))
+            .collect();
+        assert!(
+            kinds
+                .iter()
+                .any(|(k, t)| *k == Kind::Other && *t == "platform.fault")
+        );
+        for (kind, name) in &kinds {
+            if *kind == Kind::Other {
+                assert!(!name.starts_with("platform.report"), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn cold_start_records_are_read() {
+        let parsed = parse(fixture("ondemand-cold-start.json"));
+        let report = parsed
+            .batch
+            .events()
+            .find(|e| e.kind == Kind::Report)
+            .unwrap();
+        let record = report.platform();
+        assert_eq!(
+            record.request_id.0.as_deref(),
+            Some("e5935a8e-2461-4d6a-9c9b-f0437d2e85f8")
+        );
+        assert_eq!(record.status.0.as_deref(), Some("success"));
+        let metrics = record.metrics.0.unwrap();
+        assert!(metrics.duration_ms.0.is_some());
+        assert!(metrics.init_duration_ms.0.is_some());
+        assert!(metrics.billed_duration_ms.whole().is_some());
+        let start = parsed
+            .batch
+            .events()
+            .find(|e| e.kind == Kind::Start)
+            .unwrap()
+            .platform();
+        assert!(
+            start
+                .tracing
+                .0
+                .unwrap()
+                .value
+                .0
+                .unwrap()
+                .starts_with("Root=1-")
+        );
+        let init = parsed
+            .batch
+            .events()
+            .find(|e| e.kind == Kind::InitStart)
+            .unwrap()
+            .platform();
+        assert_eq!(init.initialization_type.0.as_deref(), Some("on-demand"));
+    }
+
+    #[test]
+    fn lmi_sparse_report_has_only_duration() {
+        let parsed = parse(fixture("lmi.json"));
+        let mut reports = 0;
+        for event in parsed.batch.events().filter(|e| e.kind == Kind::Report) {
+            reports += 1;
+            let record = event.platform();
+            assert!(record.request_id.0.is_some());
+            let metrics = record.metrics.0.unwrap();
+            assert!(metrics.duration_ms.0.is_some());
+            assert_eq!(metrics.billed_duration_ms.0, None);
+            assert_eq!(metrics.memory_size_mb.0, None);
+        }
+        assert!(reports >= 2);
+    }
+
+    #[test]
+    fn logs_dropped_counts_are_read() {
+        let parsed = parse(fixture("logs-dropped.json"));
+        let total: u64 = parsed
+            .batch
+            .events()
+            .filter(|e| e.kind == Kind::LogsDropped)
+            .filter_map(|e| e.platform().dropped_records.whole())
+            .sum();
+        assert!(total > 0);
+    }
+
+    #[test]
+    fn json_format_records_stay_objects_and_text_stays_strings() {
+        let parsed = parse(fixture("json-log-format.json"));
+        let mut objects = 0;
+        let mut strings = 0;
+        for event in parsed.batch.events().filter(|e| e.kind.is_log()) {
+            match event.log_record() {
+                LogRecord::Json(raw) => {
+                    objects += 1;
+                    assert!(!raw.starts_with('"'));
+                }
+                LogRecord::Text(raw) => {
+                    strings += 1;
+                    assert!(raw.starts_with('"'));
+                }
+            }
+        }
+        assert!(objects > 0 && strings > 0);
+    }
+
+    #[test]
+    fn whole_numbers_are_read_from_any_spelling() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("128", Some(128)),
+            ("128.0", Some(128)),
+            ("1.5e2", Some(150)),
+            ("4.1e1", Some(41)),
+            ("72.5", None),
+            ("-1", None),
+            ("\"128\"", None),
+            ("null", None),
+        ];
+        for (text, expected) in cases {
+            let n: Lenient<f64> = serde_json::from_str(text).unwrap();
+            assert_eq!(n.whole(), *expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_counted_and_keep_what_they_can() {
+        // (file, problem kind, events kept, bad events)
+        let cases: &[(&str, &str, usize, usize)] = &[
+            ("empty.txt", "not-array", 0, 0),
+            ("invalid-utf8.txt", "utf8", 1, 0),
+            ("ndjson-not-array.txt", "not-array", 0, 0),
+            ("not-an-array.txt", "not-array", 0, 0),
+            ("trailing-garbage.txt", "damaged", 1, 0),
+            ("truncated.txt", "damaged", 0, 0),
+            ("wrong-types.txt", "none", 3, 4),
+        ];
+        for (name, problem, kept, bad) in cases {
+            let parsed = parse(fixture(&format!("malformed/{name}")));
+            let got = match &parsed.problem {
+                None => "none",
+                Some(BodyProblem::InvalidUtf8) => "utf8",
+                Some(BodyProblem::NotAnArray(_)) => "not-array",
+                Some(BodyProblem::Damaged(_)) => "damaged",
+            };
+            assert_eq!(got, *problem, "{name}: {:?}", parsed.problem);
+            assert_eq!(parsed.batch.len(), *kept, "{name}");
+            assert_eq!(parsed.bad_events, *bad, "{name}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_keeps_its_well_formed_siblings() {
+        let parsed = parse(fixture("malformed/wrong-types.txt"));
+        let events: Vec<Event> = parsed.batch.events().collect();
+        assert_eq!(events[0].kind, Kind::Start);
+        assert_eq!(events[0].time_text(), Some("1773480067124"));
+        // A report whose record is a string: kept and relayed, its fields simply absent.
+        assert_eq!(events[1].kind, Kind::Report);
+        assert_eq!(events[1].platform().request_id.0, None);
+        // A report with a string duration and a negative billed duration.
+        let metrics = events[2].platform().metrics.0.unwrap();
+        assert_eq!(metrics.duration_ms.0, None);
+        assert_eq!(metrics.billed_duration_ms.whole(), None);
+    }
+
+    #[test]
+    fn a_cut_array_keeps_the_complete_events_before_the_cut() {
+        let body =
+            br#"[{"time":"t","type":"function","record":"a\n"},{"time":"t","type":"function","rec"#;
+        let parsed = parse(body.to_vec());
+        assert!(matches!(parsed.problem, Some(BodyProblem::Damaged(_))));
+        assert_eq!(parsed.batch.len(), 1);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut body = String::from("[{\"time\":\"t\",\"type\":\"function\",\"record\":");
+        body.push_str(&"[".repeat(100_000));
+        let parsed = parse(body.into_bytes());
+        assert!(parsed.problem.is_some());
+        assert_eq!(parsed.batch.len(), 0);
+    }
+
+    #[test]
+    fn odd_records_are_kept() {
+        let body = br#"[{"type":"function","record":null},{"time":"t","type":"extension","record":[1,2]},{"time":{},"type":"x.y","record":true}]"#;
+        let parsed = parse(body.to_vec());
+        assert_eq!(parsed.problem, None);
+        assert_eq!(parsed.bad_events, 0);
+        let events: Vec<Event> = parsed.batch.events().collect();
+        assert_eq!(events[0].log_record(), LogRecord::Json("null"));
+        assert_eq!(events[0].time, None);
+        assert_eq!(events[1].log_record(), LogRecord::Json("[1,2]"));
+        assert_eq!(events[2].kind, Kind::Other);
+        assert_eq!(events[2].time, None);
+    }
+}

@@ -1,0 +1,95 @@
+//! The Telemetry API listener: a `tiny_http` server on its own thread that answers every POST
+//! and sends what it read to the relay. It never waits on an output.
+//!
+//! Lambda's rules shape every answer (SPEC.md §5): a POST is answered 200 as soon as its bytes
+//! are read, whatever they contain, because a non-200 causes redelivery loops or drops; only a
+//! body over our cap is refused, with 413, before it is buffered. Other methods get 405 and
+//! other paths 404. Parsing happens after the answer, and one bad body or element costs only
+//! itself (see `event`). The first malformed POST is reported on stderr; all are counted.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+
+use tiny_http::{Method, Request, Response, Server};
+
+use super::event;
+use crate::pipeline::Msg;
+use crate::{debug, warn};
+
+/// Starts the listener thread. It ends when `server.unblock()` is called or the relay is gone.
+pub fn spawn(
+    server: Arc<Server>,
+    tx: Sender<Msg>,
+    max_body_bytes: u64,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("listener".to_string())
+        .spawn(move || serve(&server, &tx, max_body_bytes))
+}
+
+fn serve(server: &Server, tx: &Sender<Msg>, max_body_bytes: u64) {
+    let mut warned = false;
+    for request in server.incoming_requests() {
+        let Some(msg) = handle(request, max_body_bytes) else {
+            continue;
+        };
+        if let Msg::Post(parsed) = &msg
+            && let Some(problem) = &parsed.problem
+        {
+            if !warned {
+                warn!(
+                    "malformed telemetry POST (counted; further ones are only counted): {problem}"
+                );
+                warned = true;
+            } else {
+                debug!("malformed telemetry POST: {problem}");
+            }
+        }
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers one request; returns what the relay must hear of it.
+fn handle(mut request: Request, max_body_bytes: u64) -> Option<Msg> {
+    if request.url() != "/" && !request.url().starts_with("/?") {
+        let _ = request.respond(Response::empty(404));
+        return None;
+    }
+    if *request.method() != Method::Post {
+        let allow = tiny_http::Header::from_bytes("Allow", "POST").ok();
+        let response = Response::empty(405);
+        let _ = request.respond(match allow {
+            Some(h) => response.with_header(h),
+            None => response,
+        });
+        return None;
+    }
+    let declared = request.body_length().map(|n| n as u64);
+    if declared.is_some_and(|n| n > max_body_bytes) {
+        return Some(refuse(request, declared));
+    }
+    let capacity = declared.unwrap_or(0).min(max_body_bytes) as usize;
+    let mut body = Vec::with_capacity(capacity);
+    let read = request
+        .as_reader()
+        .take(max_body_bytes + 1)
+        .read_to_end(&mut body);
+    if body.len() as u64 > max_body_bytes {
+        return Some(refuse(request, None));
+    }
+    if let Err(e) = read {
+        // The sender hung up mid-body: nobody is waiting for an answer. Keep what came.
+        debug!("telemetry POST cut short: {e}");
+    }
+    let _ = request.respond(Response::empty(200));
+    Some(Msg::Post(event::parse(body)))
+}
+
+fn refuse(request: Request, declared: Option<u64>) -> Msg {
+    let _ = request.respond(Response::empty(413));
+    Msg::Oversize { declared }
+}
