@@ -1,0 +1,98 @@
+//! Command-line switches of the emulator.
+
+pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
+  --invokes N             invocations to run (default 3)
+  --lines N               function lines per invocation (default 2)
+  --lmi                   Lambda Managed Instances: SHUTDOWN-only, schema 2025-01-29, sparse reports
+  --not-supported         answer subscribe with 202 Telemetry.NotSupported, like RIE and sam local
+  --json-logs             the function logs JSON objects (AWS_LAMBDA_LOG_FORMAT=JSON)
+  --freeze                SIGSTOP the extension between invocations, SIGCONT at the next
+  --error-invoke K        invocation K ends with status error
+  --timeout-invoke K      invocation K times out; the environment then shuts down (reason timeout)
+  --shutdown-reason R     spindown (default), timeout or failure
+  --shutdown-ms N         SHUTDOWN budget before SIGKILL (default 2000)
+  --other-extension       another extension logs a line per invocation
+  --inject FILE           after invocation 1, POST FILE's bytes to the extension's listener (repeatable)
+  --inject-bytes N        after invocation 1, POST a body of N bytes
+  --inject-deep N         after invocation 1, POST an array nested N deep
+  --wait-relay            before SHUTDOWN, wait until every function line so far is on the extension's stdout
+  --env KEY=VALUE         extra environment for the extension (repeatable)
+  --quiet                 do not pass the extension's output through
+  --json PATH             write the full report as JSON";
+
+/// What to emulate.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub extension: String,
+    pub invokes: u64,
+    pub lines: u64,
+    pub lmi: bool,
+    pub not_supported: bool,
+    pub json_logs: bool,
+    pub freeze: bool,
+    pub error_invoke: Option<u64>,
+    pub timeout_invoke: Option<u64>,
+    pub shutdown_reason: String,
+    pub shutdown_ms: u64,
+    pub other_extension: bool,
+    pub inject: Vec<String>,
+    pub inject_bytes: Option<usize>,
+    pub inject_deep: Option<usize>,
+    pub wait_relay: bool,
+    pub env: Vec<(String, String)>,
+    pub quiet: bool,
+    pub json: Option<String>,
+}
+
+impl Options {
+    pub fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut o = Options {
+            invokes: 3,
+            lines: 2,
+            shutdown_reason: "spindown".to_string(),
+            shutdown_ms: 2000,
+            ..Options::default()
+        };
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+            let number = |v: String| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{arg}: {v:?} is not a number"))
+            };
+            match arg.as_str() {
+                "--invokes" => o.invokes = number(value()?)?,
+                "--lines" => o.lines = number(value()?)?,
+                "--lmi" => o.lmi = true,
+                "--not-supported" => o.not_supported = true,
+                "--json-logs" => o.json_logs = true,
+                "--freeze" => o.freeze = true,
+                "--error-invoke" => o.error_invoke = Some(number(value()?)?),
+                "--timeout-invoke" => o.timeout_invoke = Some(number(value()?)?),
+                "--shutdown-reason" => o.shutdown_reason = value()?,
+                "--shutdown-ms" => o.shutdown_ms = number(value()?)?,
+                "--other-extension" => o.other_extension = true,
+                "--inject" => o.inject.push(value()?),
+                "--inject-bytes" => o.inject_bytes = Some(number(value()?)? as usize),
+                "--inject-deep" => o.inject_deep = Some(number(value()?)? as usize),
+                "--wait-relay" => o.wait_relay = true,
+                "--env" => {
+                    let v = value()?;
+                    let (k, v) = v
+                        .split_once('=')
+                        .ok_or(format!("--env {v:?} is not KEY=VALUE"))?;
+                    o.env.push((k.to_string(), v.to_string()));
+                }
+                "--quiet" => o.quiet = true,
+                "--json" => o.json = Some(value()?),
+                "-h" | "--help" => return Err("help".to_string()),
+                other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+                _ => o.extension = arg,
+            }
+        }
+        if o.extension.is_empty() {
+            return Err("the extension's path is missing".to_string());
+        }
+        Ok(o)
+    }
+}

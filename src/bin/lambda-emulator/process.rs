@@ -1,0 +1,207 @@
+//! The extension process as Lambda runs it: started with the Lambda environment, its stdout
+//! and stderr captured line by line (they go to CloudWatch and come back as `extension`
+//! records), frozen and thawed with SIGSTOP/SIGCONT, SIGKILLed at the SHUTDOWN deadline, and
+//! measured (peak RSS from `VmHWM`, CPU time from every thread's `schedstat`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Called for every line the extension writes, without its `\n`.
+pub type OnLine = Arc<dyn Fn(Pipe, &str) + Send + Sync>;
+
+/// A running (or finished) extension.
+pub struct Extension {
+    pub pid: u32,
+    pub started: Instant,
+    exited: Receiver<(ExitStatus, Instant)>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    usage: Arc<Usage>,
+}
+
+/// The highest figures sampled while the process ran.
+#[derive(Default)]
+pub struct Usage {
+    peak_rss_kb: AtomicU64,
+    cpu_us: AtomicU64,
+    running: AtomicBool,
+}
+
+impl Usage {
+    fn sample(&self, pid: u32) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(kb) = hwm {
+            self.peak_rss_kb.fetch_max(kb, Ordering::Relaxed);
+        }
+        let mut cpu_ns = 0u64;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let stat =
+                    std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                cpu_ns += stat
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        if cpu_ns > 0 {
+            self.cpu_us.fetch_max(cpu_ns / 1000, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Extension {
+    /// Starts `path` with `env` (on top of a clean environment), capturing its output.
+    pub fn spawn(
+        path: &str,
+        env: &[(String, String)],
+        on_line: OnLine,
+    ) -> std::io::Result<Extension> {
+        let started = Instant::now();
+        let mut child = Command::new(path)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(read_lines(out, Pipe::Stdout, on_line.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(read_lines(err, Pipe::Stderr, on_line));
+        }
+        let usage = Arc::new(Usage::default());
+        usage.running.store(true, Ordering::Relaxed);
+        let sampler = usage.clone();
+        std::thread::spawn(move || {
+            while sampler.running.load(Ordering::Relaxed) {
+                sampler.sample(pid);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let (tx, exited) = mpsc::channel();
+        let waiter_usage = usage.clone();
+        std::thread::spawn(move || {
+            let status = wait(&mut child);
+            waiter_usage.running.store(false, Ordering::Relaxed);
+            let _ = tx.send((status, Instant::now()));
+        });
+        Ok(Extension {
+            pid,
+            started,
+            exited,
+            readers,
+            usage,
+        })
+    }
+
+    /// Takes a sample now (the process is idle in `/next` at the moments this is called).
+    pub fn sample(&self) {
+        self.usage.sample(self.pid);
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&self, limit: Duration) -> Option<(ExitStatus, Instant)> {
+        self.exited.recv_timeout(limit).ok()
+    }
+
+    /// Waits until both pipes are closed and read.
+    pub fn finish_output(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
+
+    /// Peak RSS in KiB and CPU time in ms, as sampled.
+    pub fn usage(&self) -> (u64, f64) {
+        (
+            self.usage.peak_rss_kb.load(Ordering::Relaxed),
+            self.usage.cpu_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+}
+
+fn wait(child: &mut Child) -> ExitStatus {
+    loop {
+        if let Ok(status) = child.wait() {
+            return status;
+        }
+    }
+}
+
+fn read_lines(
+    pipe: impl Read + Send + 'static,
+    which: Pipe,
+    on_line: OnLine,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            on_line(which, text.strip_suffix('\n').unwrap_or(&text));
+            line.clear();
+        }
+    })
+}
+
+/// Holds the lines an extension wrote, for the report and for tests.
+#[derive(Default)]
+pub struct Output {
+    pub stdout: Mutex<Vec<String>>,
+    pub stderr: Mutex<Vec<String>>,
+}
+
+impl Output {
+    pub fn push(&self, which: Pipe, line: &str) {
+        let lines = match which {
+            Pipe::Stdout => &self.stdout,
+            Pipe::Stderr => &self.stderr,
+        };
+        lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.to_string());
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

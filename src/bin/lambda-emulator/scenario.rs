@@ -1,0 +1,529 @@
+//! One emulated environment lifetime: Init, the invocations, SHUTDOWN; and the report of it.
+//!
+//! The order follows SPEC.md §3: the extension registers, Init ends when it calls `/next`;
+//! each invocation's `platform.report` is produced only after the extension called `/next`
+//! again; after the last one the environment is idle (frozen on AWS), so the final batch is
+//! held until SHUTDOWN has been sent, together with lines the function logs in its SIGTERM
+//! handler; at the deadline the extension is SIGKILLed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::api::{Api, Behaviour};
+use crate::delivery::Telemetry;
+use crate::events::{self, Stream, epoch_ms, ms};
+use crate::options::Options;
+use crate::process::{Extension, OnLine, Output, Pipe};
+
+/// How long the extension may take to register and reach `/next` (Lambda's Init limit).
+const INIT_LIMIT: Duration = Duration::from_secs(10);
+/// How long an invocation may wait for the extension's `/next`.
+const INVOKE_LIMIT: Duration = Duration::from_secs(10);
+const MEMORY_MB: u64 = 128;
+
+pub fn run(options: &Options) -> Result<Value, String> {
+    let name = Path::new(&options.extension)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the extension path has no file name")?
+        .to_string();
+    let telemetry = Arc::new(Telemetry::default());
+    let server =
+        tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?;
+    let address = server.server_addr().to_ip().ok_or("no address")?;
+    let behaviour = Behaviour {
+        name: name.clone(),
+        lmi: options.lmi,
+        not_supported: options.not_supported,
+    };
+    let api = Api::new(behaviour, telemetry.clone());
+    let serving = api.clone();
+    std::thread::spawn(move || serving.serve(server));
+    let delivering = telemetry.clone();
+    std::thread::spawn(move || delivering.deliver());
+    say(
+        options,
+        &format!("runtime API on {address}; starting {}", options.extension),
+    );
+
+    let output = Arc::new(Output::default());
+    let on_line = echo_lines(options, output.clone(), telemetry.clone());
+    let init_type = if options.lmi {
+        "lambda-managed-instances"
+    } else {
+        "on-demand"
+    };
+    let nonce = epoch_ms(SystemTime::now()) ^ u64::from(std::process::id()) << 20;
+    telemetry.emit(events::platform(
+        "platform.initStart",
+        json!({"initializationType": init_type, "phase": "init", "runtimeVersion": "provided:al2023.v100",
+               "functionName": crate::FUNCTION_NAME, "functionVersion": "$LATEST",
+               "instanceMaxMemory": MEMORY_MB * 1024 * 1024}),
+    ));
+    let mut ext = Extension::spawn(
+        &options.extension,
+        &environment(options, &address.to_string()),
+        on_line,
+    )
+    .map_err(|e| format!("cannot start {}: {e}", options.extension))?;
+
+    let mut run = Run {
+        options,
+        api: &api,
+        telemetry: &telemetry,
+        ext: &ext,
+        output: &output,
+        nonce,
+        report: json!({"extension": options.extension, "lmi": options.lmi, "post_runtime_ms": [], "invokes": []}),
+    };
+    if run.init(init_type) {
+        run.invocations();
+    }
+    run.shutdown();
+    let mut report = run.report;
+    ext.finish_output();
+    telemetry.close();
+    api.close();
+    let (produced, posts, undelivered) = telemetry.results();
+    let (peak_rss_kb, cpu_ms) = ext.usage();
+    report["peak_rss_kb"] = json!(peak_rss_kb);
+    report["cpu_ms"] = json!(cpu_ms);
+    report["registered_events"] = json!(api.registered_events());
+    report["subscribe_answers"] = json!(api.subscribe_answers());
+    report["errors"] = json!(
+        api.errors()
+            .iter()
+            .map(|e| json!({"path": e.path, "error_type": e.error_type, "body": e.body}))
+            .collect::<Vec<_>>()
+    );
+    report["produced"] = json!(
+        produced
+            .iter()
+            .map(|e| json!({"stream": e.stream.name(), "json": e.json}))
+            .collect::<Vec<_>>()
+    );
+    report["posts"] = json!(
+        posts
+            .iter()
+            .map(|p| json!({"outcome": p.outcome, "events": p.events}))
+            .collect::<Vec<_>>()
+    );
+    report["undelivered"] = json!(undelivered);
+    report["stdout"] = json!(output.stdout_lines());
+    report["stderr"] = json!(output.stderr_lines());
+    Ok(report)
+}
+
+struct Run<'a> {
+    options: &'a Options,
+    api: &'a Api,
+    telemetry: &'a Telemetry,
+    ext: &'a Extension,
+    output: &'a Output,
+    nonce: u64,
+    report: Value,
+}
+
+impl Run<'_> {
+    /// Register, runtime init, first `/next`. Returns whether Init succeeded.
+    fn init(&mut self, init_type: &str) -> bool {
+        let Some(registered) = self.api.wait_registered(INIT_LIMIT) else {
+            say(self.options, "the extension did not register");
+            self.report["init_failed"] = json!("no registration");
+            return false;
+        };
+        self.telemetry.emit(events::platform(
+            "platform.extension",
+            json!({"name": self.ext_name(), "state": "Registered", "events": registered}),
+        ));
+        self.telemetry.emit(events::function_line(
+            self.options.json_logs,
+            "",
+            &format!("function init marker fn-{}-init", self.nonce),
+        ));
+        let Some(first_next) = self.api.wait_next_call(1, INIT_LIMIT) else {
+            let errors = self.api.errors();
+            say(self.options, &format!("Init failed: {errors:?}"));
+            self.report["init_failed"] = json!(
+                errors
+                    .first()
+                    .map_or("no /next".to_string(), |e| e.error_type.clone())
+            );
+            return false;
+        };
+        self.ext.sample();
+        let init = first_next.duration_since(self.ext.started);
+        self.report["init_ms"] = json!(ms(init));
+        self.api.end_init();
+        self.telemetry.emit(events::platform(
+            "platform.extension",
+            json!({"name": self.ext_name(), "state": "Ready", "events": registered}),
+        ));
+        self.telemetry.emit(events::platform(
+            "platform.initRuntimeDone",
+            json!({"initializationType": init_type, "phase": "init", "status": "success"}),
+        ));
+        self.telemetry.emit(events::platform(
+            "platform.initReport",
+            json!({"initializationType": init_type, "phase": "init", "status": "success", "metrics": {"durationMs": ms(init)}}),
+        ));
+        true
+    }
+
+    fn ext_name(&self) -> String {
+        Path::new(&self.options.extension)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn invocations(&mut self) {
+        let o = self.options;
+        let mut frozen = false;
+        for i in 1..=o.invokes {
+            if frozen {
+                self.ext.signal("CONT");
+                frozen = false;
+            }
+            let last = i == o.invokes || o.timeout_invoke == Some(i);
+            if !self.invoke(i, last) {
+                return;
+            }
+            if i == 1 {
+                self.inject();
+            }
+            if o.timeout_invoke == Some(i) {
+                self.report["shutdown_reason"] = json!("timeout");
+                return;
+            }
+            if o.freeze && !last {
+                self.ext.signal("STOP");
+                frozen = true;
+            }
+        }
+    }
+
+    /// One invocation; returns false if the extension never came back to `/next`.
+    fn invoke(&mut self, i: u64, last: bool) -> bool {
+        let o = self.options;
+        let rid = events::request_id(self.nonce, i);
+        let started = Instant::now();
+        let arn = format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            crate::FUNCTION_NAME
+        );
+        let trace = format!(
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=1",
+            i, self.nonce, i
+        );
+        self.telemetry.emit(events::platform(
+            "platform.start",
+            json!({"requestId": rid, "version": "$LATEST", "functionArn": arn,
+                   "tracing": {"spanId": format!("{:016x}", self.nonce ^ i), "type": "X-Amzn-Trace-Id", "value": trace}}),
+        ));
+        if !o.lmi {
+            let deadline = epoch_ms(SystemTime::now()) + 3000;
+            self.api.send_event(
+                json!({"eventType": "INVOKE", "deadlineMs": deadline, "requestId": rid,
+                "invokedFunctionArn": arn, "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}),
+            );
+        }
+        for j in 1..=o.lines {
+            let message = format!("invoke {i} line {j} marker fn-{}-{i}-{j}", self.nonce);
+            self.telemetry
+                .emit(events::function_line(o.json_logs, &rid, &message));
+        }
+        if o.other_extension {
+            let line = json!(format!(
+                "[other-extension] invoke {i} marker ext-{}-{i}\n",
+                self.nonce
+            ));
+            self.telemetry
+                .emit(events::log_record(Stream::Extension, &line.to_string()));
+        }
+        let (status, error_type) = if o.timeout_invoke == Some(i) {
+            ("timeout", Some("Sandbox.Timedout"))
+        } else if o.error_invoke == Some(i) {
+            ("error", Some("Runtime.Unknown"))
+        } else {
+            ("success", None)
+        };
+        let runtime_done = Instant::now();
+        let duration = ms(runtime_done - started);
+        if !o.lmi {
+            let mut record = json!({"requestId": rid, "status": status,
+                "metrics": {"durationMs": duration, "producedBytes": 42},
+                "spans": [{"name": "responseLatency", "start": events::rfc3339(SystemTime::now()), "durationMs": duration},
+                          {"name": "responseDuration", "start": events::rfc3339(SystemTime::now()), "durationMs": 0.01}]});
+            if let Some(t) = error_type {
+                record["errorType"] = json!(t);
+            }
+            self.telemetry
+                .emit(events::platform("platform.runtimeDone", record));
+            let Some(next_at) = self
+                .api
+                .wait_next_call(usize::try_from(i).unwrap_or(0) + 1, INVOKE_LIMIT)
+            else {
+                say(
+                    o,
+                    &format!("invoke {i}: the extension did not call /next again"),
+                );
+                self.report["stuck_invoke"] = json!(i);
+                return false;
+            };
+            self.ext.sample();
+            let post_runtime = next_at.saturating_duration_since(runtime_done);
+            push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
+        }
+        if last {
+            // The environment goes idle: the rest is delivered only after SHUTDOWN.
+            self.telemetry.wait_idle(INVOKE_LIMIT);
+            self.telemetry.hold(true);
+        }
+        let total = ms(started.elapsed());
+        let mut record = if o.lmi {
+            json!({"requestId": rid, "status": status, "metrics": {"durationMs": total}})
+        } else {
+            let mut metrics = json!({"durationMs": total, "billedDurationMs": total.ceil() as u64,
+                "memorySizeMB": MEMORY_MB, "maxMemoryUsedMB": 31});
+            if i == 1 {
+                metrics["initDurationMs"] = self.report["init_ms"].clone();
+            }
+            json!({"requestId": rid, "status": status, "metrics": metrics,
+                   "spans": [{"name": "extensionOverhead", "start": events::rfc3339(SystemTime::now()), "durationMs": 0.0}]})
+        };
+        if let Some(t) = error_type {
+            record["errorType"] = json!(t);
+        }
+        self.telemetry
+            .emit(events::platform("platform.report", record));
+        push(
+            &mut self.report["invokes"],
+            json!({"request_id": rid, "status": status}),
+        );
+        true
+    }
+
+    /// Hostile POSTs straight to the extension's listener.
+    fn inject(&mut self) {
+        let o = self.options;
+        let Some(sub) = self.telemetry.subscription() else {
+            return;
+        };
+        let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
+        for path in &o.inject {
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            bodies.push((name, std::fs::read(path).unwrap_or_default()));
+        }
+        if let Some(n) = o.inject_bytes {
+            let mut body = vec![b' '; n.max(2)];
+            body[0] = b'[';
+            body[n.max(2) - 1] = b']';
+            bodies.push((format!("bytes-{n}"), body));
+        }
+        if let Some(n) = o.inject_deep {
+            bodies.push((format!("deep-{n}"), "[".repeat(n).into_bytes()));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}/", sub.port);
+        let mut results = Vec::new();
+        for (name, body) in bodies {
+            let outcome = match agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(&body[..])
+            {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            say(o, &format!("injected {name}: {outcome}"));
+            results.push(json!({"name": name, "outcome": outcome}));
+        }
+        self.report["injections"] = json!(results);
+    }
+
+    fn shutdown(&mut self) {
+        let o = self.options;
+        if o.wait_relay {
+            let relayed = self.wait_relayed();
+            self.report["relayed_before_shutdown"] = json!(relayed);
+        }
+        self.ext.signal("CONT");
+        let reason = self.report["shutdown_reason"]
+            .as_str()
+            .unwrap_or(&o.shutdown_reason)
+            .to_string();
+        let budget = Duration::from_millis(o.shutdown_ms);
+        let deadline = Instant::now() + budget;
+        let sent = Instant::now();
+        let registered = self.api.registered_events();
+        if registered.iter().any(|e| e == "SHUTDOWN") && self.api.next_calls() > 0 {
+            self.api
+                .send_event(json!({"eventType": "SHUTDOWN", "shutdownReason": reason,
+                "deadlineMs": epoch_ms(SystemTime::now() + budget)}));
+        } else {
+            self.ext.signal("TERM");
+        }
+        self.telemetry.emit(events::function_line(
+            o.json_logs,
+            "",
+            &format!("function SIGTERM handler marker fn-{}-shutdown", self.nonce),
+        ));
+        self.telemetry.hold(false);
+        let exit = match self
+            .ext
+            .wait_exit(deadline.saturating_duration_since(Instant::now()))
+        {
+            Some(exit) => Some(exit),
+            None => {
+                say(o, "SHUTDOWN deadline reached: SIGKILL");
+                self.report["killed"] = json!(true);
+                self.ext.signal("KILL");
+                self.ext.wait_exit(Duration::from_secs(5))
+            }
+        };
+        if let Some((status, at)) = exit {
+            self.report["exit_code"] = json!(status.code());
+            self.report["shutdown_to_exit_ms"] = json!(ms(at.saturating_duration_since(sent)));
+            if let Some(last_post) = self.telemetry.last_post_at() {
+                self.report["exit_after_last_post_ms"] =
+                    json!(ms(at.saturating_duration_since(last_post)));
+            }
+        }
+        self.report["killed"] = json!(self.report["killed"].as_bool().unwrap_or(false));
+    }
+
+    /// Waits until every function line delivered so far shows on the extension's stdout.
+    fn wait_relayed(&self) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        self.telemetry.wait_idle(Duration::from_secs(10));
+        let (produced, _, _) = self.telemetry.results();
+        let markers: Vec<String> = produced
+            .iter()
+            .filter(|e| e.stream == Stream::Function)
+            .filter_map(|e| {
+                e.json
+                    .split("marker ")
+                    .nth(1)
+                    .map(|m| m.chars().take_while(|c| *c != '\\' && *c != '"').collect())
+            })
+            .collect();
+        while Instant::now() < until {
+            let stdout = self.output.stdout_lines();
+            if markers
+                .iter()
+                .all(|m| stdout.iter().any(|l| l.contains(m.as_str())))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+fn push(list: &mut Value, item: Value) {
+    if let Some(items) = list.as_array_mut() {
+        items.push(item);
+    }
+}
+
+fn say(options: &Options, message: &str) {
+    if !options.quiet {
+        eprintln!("lambda-emulator: {message}");
+    }
+}
+
+/// The environment Lambda gives an extension (SPEC.md §1), plus `--env`.
+fn environment(options: &Options, address: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("AWS_LAMBDA_RUNTIME_API", address),
+        ("AWS_LAMBDA_FUNCTION_NAME", crate::FUNCTION_NAME),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            if options.lmi {
+                "lambda-managed-instances"
+            } else {
+                "on-demand"
+            },
+        ),
+        (
+            "AWS_LAMBDA_LOG_FORMAT",
+            if options.json_logs { "JSON" } else { "Text" },
+        ),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("TZ", ":UTC"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if options.lmi {
+        env.push(("AWS_LAMBDA_MAX_CONCURRENCY".to_string(), "4".to_string()));
+    }
+    env.extend(options.env.iter().cloned());
+    env
+}
+
+/// Every line the extension writes goes to "CloudWatch" (our output, unless `--quiet`) and comes
+/// back as an `extension` record; under JSON log format a JSON-object line stays an object.
+fn echo_lines(options: &Options, output: Arc<Output>, telemetry: Arc<Telemetry>) -> OnLine {
+    let quiet = options.quiet;
+    let json_logs = options.json_logs;
+    Arc::new(move |pipe: Pipe, line: &str| {
+        output.push(pipe, line);
+        if !quiet {
+            match pipe {
+                Pipe::Stdout => println!("{line}"),
+                Pipe::Stderr => eprintln!("{line}"),
+            }
+        }
+        let is_object =
+            json_logs && serde_json::from_str::<serde_json::Map<String, Value>>(line).is_ok();
+        let record = if is_object {
+            line.to_string()
+        } else {
+            Value::String(format!("{line}\n")).to_string()
+        };
+        telemetry.emit(events::log_record(Stream::Extension, &record));
+    })
+}
+
+/// The human-readable end-of-run summary.
+pub fn summary(report: &Value) -> String {
+    let posts = report["posts"].as_array().map_or(0, Vec::len);
+    let delivered: usize = report["posts"].as_array().map_or(0, |p| {
+        p.iter()
+            .filter(|p| p["outcome"] == "200")
+            .map(|p| p["events"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    format!(
+        "lambda-emulator: init {} ms; post-runtime {} ms; SHUTDOWN to exit {} ms (exit code {}, killed {}); \
+         peak RSS {} KiB; CPU {} ms; {} events delivered in {} POSTs, {} never delivered",
+        report["init_ms"],
+        report["post_runtime_ms"],
+        report["shutdown_to_exit_ms"],
+        report["exit_code"],
+        report["killed"],
+        report["peak_rss_kb"],
+        report["cpu_ms"],
+        delivered,
+        posts,
+        report["undelivered"]
+    )
+}
