@@ -93,3 +93,84 @@ fn refuse(request: Request, declared: Option<u64>) -> Msg {
     let _ = request.respond(Response::empty(413));
     Msg::Oversize { declared }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A listener on port 0, its URL, and the relay's end of the channel.
+    fn listener(max_body_bytes: u64) -> (Arc<Server>, String, mpsc::Receiver<Msg>) {
+        let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        spawn(server.clone(), tx, max_body_bytes).unwrap();
+        (server, format!("http://127.0.0.1:{port}"), rx)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into()
+    }
+
+    fn post(url: &str, body: &[u8]) -> u16 {
+        agent()
+            .post(url)
+            .send(body)
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    fn received(rx: &mpsc::Receiver<Msg>) -> Msg {
+        rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    #[test]
+    fn every_malformed_fixture_is_answered_200_and_handed_on() {
+        let (server, url, rx) = listener(4 * 1024 * 1024);
+        let dir = format!("{}/tests/fixtures/malformed", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            assert_eq!(post(&format!("{url}/"), &body), 200, "{path:?}");
+            let Msg::Post(parsed) = received(&rx) else {
+                panic!("{path:?} was not handed to the relay");
+            };
+            let wrong_types = path.ends_with("wrong-types.txt");
+            assert!(
+                parsed.problem.is_some() || wrong_types,
+                "{path:?} counted as malformed"
+            );
+        }
+        server.unblock();
+    }
+
+    #[test]
+    fn oversized_bodies_get_413_and_are_not_buffered() {
+        let (server, url, rx) = listener(1024);
+        assert_eq!(post(&format!("{url}/"), &[b' '; 2048]), 413);
+        assert!(matches!(
+            received(&rx),
+            Msg::Oversize {
+                declared: Some(2048)
+            }
+        ));
+        assert_eq!(post(&format!("{url}/"), b"[]"), 200);
+        assert!(matches!(received(&rx), Msg::Post(_)));
+        server.unblock();
+    }
+
+    #[test]
+    fn other_methods_and_paths_are_refused() {
+        let (server, url, rx) = listener(1024);
+        let get = agent().get(&format!("{url}/")).call().unwrap();
+        assert_eq!(get.status().as_u16(), 405);
+        assert_eq!(post(&format!("{url}/elsewhere"), b"[]"), 404);
+        assert!(rx.try_recv().is_err(), "nothing reaches the relay");
+        server.unblock();
+    }
+}

@@ -104,11 +104,13 @@ impl Telemetry {
         self.changed.notify_all();
     }
 
-    /// Waits until nothing is queued or in flight, up to `limit`.
+    /// Waits until nothing deliverable is queued or in flight, up to `limit`.
     pub fn wait_idle(&self, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         let mut inner = self.lock();
-        while inner.subscription.is_some() && (!inner.pending.is_empty() || inner.in_flight) {
+        while inner.subscription.is_some()
+            && ((!inner.pending.is_empty() && !inner.held) || inner.in_flight)
+        {
             let now = Instant::now();
             if now >= until {
                 return false;

@@ -11,6 +11,8 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --timeout-invoke K      invocation K times out; the environment then shuts down (reason timeout)
   --shutdown-reason R     spindown (default), timeout or failure
   --shutdown-ms N         SHUTDOWN budget before SIGKILL (default 2000)
+  --drop-last-report      never produce the last invocation's platform.report (a lost report)
+  --sigterm-twice         SIGTERM the extension before SHUTDOWN and again after it
   --other-extension       another extension logs a line per invocation
   --inject FILE           after invocation 1, POST FILE's bytes to the extension's listener (repeatable)
   --inject-bytes N        after invocation 1, POST a body of N bytes
@@ -35,6 +37,8 @@ pub struct Options {
     pub shutdown_reason: String,
     pub shutdown_ms: u64,
     pub other_extension: bool,
+    pub drop_last_report: bool,
+    pub sigterm_twice: bool,
     pub inject: Vec<String>,
     pub inject_bytes: Option<usize>,
     pub inject_deep: Option<usize>,
@@ -72,6 +76,8 @@ impl Options {
                 "--shutdown-reason" => o.shutdown_reason = value()?,
                 "--shutdown-ms" => o.shutdown_ms = number(value()?)?,
                 "--other-extension" => o.other_extension = true,
+                "--drop-last-report" => o.drop_last_report = true,
+                "--sigterm-twice" => o.sigterm_twice = true,
                 "--inject" => o.inject.push(value()?),
                 "--inject-bytes" => o.inject_bytes = Some(number(value()?)? as usize),
                 "--inject-deep" => o.inject_deep = Some(number(value()?)? as usize),

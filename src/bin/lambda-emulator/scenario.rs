@@ -298,8 +298,10 @@ impl Run<'_> {
         if let Some(t) = error_type {
             record["errorType"] = json!(t);
         }
-        self.telemetry
-            .emit(events::platform("platform.report", record));
+        if !(last && o.drop_last_report) {
+            self.telemetry
+                .emit(events::platform("platform.report", record));
+        }
         push(
             &mut self.report["invokes"],
             json!({"request_id": rid, "status": status}),
@@ -367,6 +369,9 @@ impl Run<'_> {
         let budget = Duration::from_millis(o.shutdown_ms);
         let deadline = Instant::now() + budget;
         let sent = Instant::now();
+        if o.sigterm_twice {
+            self.ext.signal("TERM");
+        }
         let registered = self.api.registered_events();
         if registered.iter().any(|e| e == "SHUTDOWN") && self.api.next_calls() > 0 {
             self.api
@@ -381,6 +386,10 @@ impl Run<'_> {
             &format!("function SIGTERM handler marker fn-{}-shutdown", self.nonce),
         ));
         self.telemetry.hold(false);
+        if o.sigterm_twice {
+            self.telemetry.wait_idle(budget);
+            self.ext.signal("TERM");
+        }
         let exit = match self
             .ext
             .wait_exit(deadline.saturating_duration_since(Instant::now()))
@@ -406,8 +415,8 @@ impl Run<'_> {
 
     /// Waits until every function line delivered so far shows on the extension's stdout.
     fn wait_relayed(&self) -> bool {
-        let until = Instant::now() + Duration::from_secs(10);
         self.telemetry.wait_idle(Duration::from_secs(10));
+        let until = Instant::now() + Duration::from_secs(10);
         let (produced, _, _) = self.telemetry.results();
         let markers: Vec<String> = produced
             .iter()

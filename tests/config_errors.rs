@@ -1,0 +1,68 @@
+//! A configuration mistake fails Init through `/extension/init/error` with a message that names
+//! the variable, the value and what is accepted, and the process exits non-zero.
+
+// Tests may unwrap and panic: a failed expectation is what should stop them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use support::Run;
+
+#[test]
+fn config_mistakes_reach_init_error() {
+    let cases = [
+        (
+            "TELEMETRY_RELAY_BATCH_TIMEOUT_MS=5",
+            "TELEMETRY_RELAY_BATCH_TIMEOUT_MS=\"5\" is not valid: expected a whole number from 25 to 30000",
+        ),
+        (
+            "TELEMETRY_RELAY_TYPES=platform,logs",
+            "TELEMETRY_RELAY_TYPES=\"platform,logs\" is not valid: \"logs\" is unknown",
+        ),
+        (
+            "TELEMETRY_RELAY_STDOUT_FORMAT=yaml",
+            "expected text (default), json or none",
+        ),
+    ];
+    for (env, message) in cases {
+        let run = Run::new(&["--env", env]);
+        let errors = run.report["errors"].as_array().cloned().unwrap_or_default();
+        run.check(errors.len() == 1, "one error report");
+        run.check(
+            errors[0]["path"] == "init/error",
+            "reported as an init error",
+        );
+        run.check(
+            errors[0]["error_type"] == "Extension.ConfigInvalid",
+            "error type Extension.ConfigInvalid",
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(errors[0]["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+        run.check(
+            body["errorType"] == "Extension.ConfigInvalid",
+            "body errorType",
+        );
+        run.check(
+            body["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            &format!("message contains {message:?}"),
+        );
+        run.check(run.report["exit_code"] == 1, "exits non-zero");
+        run.check(run.report["init_failed"].is_string(), "Init failed");
+    }
+}
+
+#[test]
+fn outside_lambda_it_says_so_and_exits_non_zero() {
+    let output = std::process::Command::new(support::RELAY)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[telemetry-relay] ERROR AWS_LAMBDA_RUNTIME_API is not set"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,208 @@
+//! Runs the real `telemetry-relay` binary under the real `lambda-emulator` binary and reads
+//! back the emulator's JSON report: what it produced, what it POSTed, what the extension
+//! printed, its exit and its timings. Each run gets its own report file; every listener is on
+//! port 0, so tests run in parallel. A run that does not finish within a generous guard is
+//! killed and the test fails with both processes' output.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const RELAY: &str = env!("CARGO_BIN_EXE_telemetry-relay");
+pub const EMULATOR: &str = env!("CARGO_BIN_EXE_lambda-emulator");
+
+/// Guard against a hung run; never reached by a passing test.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// The path of a file in `tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One emulated environment lifetime and what the emulator reported of it.
+pub struct Run {
+    pub report: Value,
+    pub emulator_stderr: String,
+}
+
+impl Run {
+    /// Runs the relay under the emulator with `args`.
+    pub fn new(args: &[&str]) -> Run {
+        Run::with_extension(RELAY, args)
+    }
+
+    pub fn with_extension(extension: &str, args: &[&str]) -> Run {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let report_path: PathBuf = std::env::temp_dir().join(format!(
+            "telemetry-relay-test-{}-{}.json",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = Command::new(EMULATOR)
+            .args(args)
+            .arg("--quiet")
+            .arg("--json")
+            .arg(&report_path)
+            .arg(extension)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lambda-emulator");
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let emulator_stderr = match rx.recv_timeout(GUARD) {
+            Ok(text) => text,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("lambda-emulator {args:?} did not finish within {GUARD:?}");
+            }
+        };
+        let status = child.wait().unwrap();
+        let report = std::fs::read_to_string(&report_path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| {
+                panic!("no report from lambda-emulator {args:?} ({status}):\n{emulator_stderr}")
+            });
+        let _ = std::fs::remove_file(&report_path);
+        let run = Run {
+            report,
+            emulator_stderr,
+        };
+        run.check(status.success(), "lambda-emulator exits 0");
+        run
+    }
+
+    /// Fails with everything needed to debug unless `ok`.
+    pub fn check(&self, ok: bool, what: &str) {
+        if !ok {
+            let mut report = self.report.clone();
+            // The event lists are long; what was printed tells more.
+            report["produced"] =
+                Value::from(self.report["produced"].as_array().map_or(0, Vec::len));
+            panic!(
+                "expectation failed: {what}\n--- emulator stderr ---\n{}\n--- report ---\n{}",
+                self.emulator_stderr,
+                serde_json::to_string_pretty(&report).unwrap()
+            );
+        }
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        strings(&self.report["stdout"])
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        strings(&self.report["stderr"])
+    }
+
+    /// Every event the emulator POSTed and the extension answered 200, in order.
+    pub fn delivered(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        for post in self.report["posts"].as_array().into_iter().flatten() {
+            if post["outcome"] == "200" {
+                for event in strings(&post["events"]) {
+                    events.push(serde_json::from_str(&event).unwrap());
+                }
+            }
+        }
+        events
+    }
+
+    /// The extension exited by itself, with code 0, before the SHUTDOWN deadline.
+    pub fn assert_clean_exit(&self) {
+        self.check(
+            self.report["exit_code"] == 0,
+            "the extension exits with code 0",
+        );
+        self.check(
+            self.report["killed"] == false,
+            "the extension exits before the SHUTDOWN deadline",
+        );
+    }
+
+    /// The shutdown summary's counter `name`.
+    pub fn counter(&self, name: &str) -> u64 {
+        let key = format!(" {name}=");
+        let line = self
+            .stderr()
+            .into_iter()
+            .find(|l| l.contains("shutdown summary:"));
+        self.check(
+            line.is_some(),
+            "the shutdown summary is printed (TELEMETRY_RELAY_LOG=info)",
+        );
+        let line = line.unwrap_or_default();
+        let value = line
+            .split(&key)
+            .nth(1)
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok());
+        self.check(value.is_some(), &format!("the summary has {name}"));
+        value.unwrap_or(0)
+    }
+
+    /// How many stdout lines equal `line`.
+    pub fn count_line(&self, line: &str) -> usize {
+        self.stdout().iter().filter(|l| *l == line).count()
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The delivered events that are not the extension's own output coming back. Another
+/// extension's line, once relayed, comes back with identical content; the original is always
+/// delivered first, so only its first occurrence counts.
+pub fn without_own_echoes(delivered: &[Value]) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    delivered
+        .iter()
+        .filter(|event| {
+            if event["type"] != "extension" {
+                return true;
+            }
+            let record = event["record"].as_str().unwrap_or_default();
+            record.starts_with("[other-extension]") && seen.insert(record.to_string())
+        })
+        .cloned()
+        .collect()
+}
+
+/// The line the `text` format prints for `event`.
+pub fn text_line(event: &Value) -> String {
+    let record = &event["record"];
+    if event["type"] == "function" || event["type"] == "extension" {
+        return match record.as_str() {
+            Some(text) => text.strip_suffix('\n').unwrap_or(text).to_string(),
+            None => record.to_string(),
+        };
+    }
+    let time = event["time"].as_str().unwrap_or("-");
+    let kind = event["type"].as_str().unwrap_or_default();
+    match record["requestId"].as_str() {
+        Some(id) => format!("{time} {kind} {id} {record}"),
+        None => format!("{time} {kind} {record}"),
+    }
+}
