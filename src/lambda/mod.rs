@@ -12,6 +12,9 @@ pub mod telemetry_api;
 
 use std::fmt;
 
+/// Size of the agent's read and write buffers: headers and bodies here are small.
+const BUFFER_BYTES: usize = 8 * 1024;
+
 /// The Runtime API as seen from the extension.
 pub struct RuntimeApi {
     base: String,
@@ -26,6 +29,10 @@ impl RuntimeApi {
             .http_status_as_error(false)
             .proxy(None)
             .max_redirects(0)
+            // Runtime API messages are a few hundred bytes; ureq's 128 KiB defaults for each
+            // buffer would be a fifth of our memory budget.
+            .input_buffer_size(BUFFER_BYTES)
+            .output_buffer_size(BUFFER_BYTES)
             .build();
         RuntimeApi {
             base: format!("http://{address}"),
