@@ -108,6 +108,8 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
     let (tx, rx) = mpsc::channel();
     let (last_batch_tx, last_batch_rx) = mpsc::channel();
     let relay_config = config.clone();
+    let backlog = pipeline::Backlog::default();
+    let relay_backlog = backlog.clone();
     let spawn_failed = |e: std::io::Error| Fatal {
         error_type: "Extension.ThreadFailed",
         message: format!("cannot start a thread: {e}"),
@@ -115,10 +117,11 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
     };
     let relay = std::thread::Builder::new()
         .name("relay".to_string())
-        .spawn(move || Relay::new(&relay_config).run(rx, last_batch_tx))
+        .spawn(move || Relay::new(&relay_config, relay_backlog).run(rx, last_batch_tx))
         .map_err(spawn_failed)?;
-    let listener = telemetry::listener::spawn(server.clone(), tx.clone(), config.max_body_bytes)
-        .map_err(spawn_failed)?;
+    let listener =
+        telemetry::listener::spawn(server.clone(), tx.clone(), backlog, config.max_body_bytes)
+            .map_err(spawn_failed)?;
 
     let subscribed = match telemetry_api::subscribe(
         api,

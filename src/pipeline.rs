@@ -13,6 +13,8 @@
 //! which stops the listener; the relay drains what is left in the channel, flushes, and returns
 //! its counters. Without a subscription it returns at once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +37,14 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 const MAX_PENDING: usize = 1024;
 /// An invocation whose report has not come in this long is forgotten.
 const PENDING_EXPIRY: Duration = Duration::from_secs(15 * 60);
+
+/// Bytes of parsed POSTs the listener may have handed over before it waits for the relay.
+pub const BACKLOG_LIMIT: usize = 1024 * 1024;
+
+/// Bytes handed to the relay and not yet relayed. The listener adds, the relay subtracts; over
+/// [`BACKLOG_LIMIT`] the listener stops reading POSTs, so a slow stdout holds the platform back
+/// (it counts what it then drops in `platform.logsDropped`) instead of growing our memory.
+pub type Backlog = Arc<AtomicUsize>;
 
 /// What the relay hears.
 #[derive(Debug)]
@@ -69,6 +79,7 @@ pub struct Stats {
 
 /// The relay's state.
 pub struct Relay {
+    backlog: Backlog,
     stdout: Option<StdoutSink>,
     guard: Option<EchoGuard>,
     track_reports: bool,
@@ -79,10 +90,11 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(config: &Config) -> Relay {
+    pub fn new(config: &Config, backlog: Backlog) -> Relay {
         let stdout = StdoutSink::new(config.stdout_format);
         let echoes = stdout.is_some() && config.subscribes(TelemetryType::Extension);
         Relay {
+            backlog,
             stdout,
             guard: echoes.then(EchoGuard::default),
             track_reports: config.subscribes(TelemetryType::Platform),
@@ -141,6 +153,12 @@ impl Relay {
     }
 
     fn relay(&mut self, parsed: Parsed) {
+        let footprint = parsed.batch.footprint();
+        self.relay_batch(parsed);
+        self.backlog.fetch_sub(footprint, Ordering::Release);
+    }
+
+    fn relay_batch(&mut self, parsed: Parsed) {
         self.stats.posts += 1;
         self.stats.malformed_posts += u64::from(parsed.problem.is_some());
         self.stats.bad_events += parsed.bad_events as u64;
@@ -152,12 +170,12 @@ impl Relay {
         for event in parsed.batch.events() {
             match event.kind {
                 Kind::Start => {
-                    if let Some(id) = event.platform().request_id.0 {
+                    if let Some(id) = event.request_id() {
                         self.expect_report(id.into_owned());
                     }
                 }
                 Kind::Report => {
-                    if let Some(id) = event.platform().request_id.0 {
+                    if let Some(id) = event.request_id() {
                         self.pending.retain(|(pending, _)| *pending != id);
                     }
                 }
@@ -297,7 +315,7 @@ mod tests {
         );
         let config = Config::parse(&env).unwrap();
         assert_eq!(config.stdout_format, StdoutFormat::None);
-        Relay::new(&config)
+        Relay::new(&config, Backlog::default())
     }
 
     fn post(body: &str) -> Msg {

@@ -6,26 +6,17 @@
 //! Every line written is remembered by the echo guard, because it will come back to us as an
 //! `extension` record (SPEC.md trap 8).
 
-use std::borrow::Cow;
 use std::io::{self, Write};
-
-use serde::Deserialize;
 
 use crate::config::StdoutFormat;
 use crate::telemetry::echo::{EchoGuard, trim_line_end};
-use crate::telemetry::event::{Event, Lenient, LogRecord};
+use crate::telemetry::event::{Event, LogRecord};
 use crate::telemetry::text::{compact_into, unescape_into};
 
 /// The stdout output.
 pub struct StdoutSink {
     format: StdoutFormat,
     buffer: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-struct RequestId<'a> {
-    #[serde(rename = "requestId", borrow, default)]
-    request_id: Lenient<Cow<'a, str>>,
 }
 
 impl StdoutSink {
@@ -88,10 +79,7 @@ fn render_text(event: &Event, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(event.type_name().as_bytes());
     out.push(b' ');
-    if let Ok(RequestId {
-        request_id: Lenient(Some(id)),
-    }) = serde_json::from_str(event.record)
-    {
+    if let Some(id) = event.request_id() {
         out.extend_from_slice(id.as_bytes());
         out.push(b' ');
     }

@@ -219,6 +219,11 @@ fn read_slot(raw: &str, range: &dyn Fn(&str) -> Range<usize>) -> Option<Slot> {
 }
 
 impl Batch {
+    /// Roughly the memory this batch holds, for the backlog limit.
+    pub fn footprint(&self) -> usize {
+        self.body.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+
     /// Number of readable events.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -264,6 +269,20 @@ impl<'a> Event<'a> {
     /// The time as sent (a number is epoch milliseconds), if any.
     pub fn time_text(&self) -> Option<&'a str> {
         self.time.map(unquote)
+    }
+
+    /// `record.requestId`, read without parsing the rest of the record.
+    pub fn request_id(&self) -> Option<Cow<'a, str>> {
+        #[derive(Deserialize)]
+        struct RequestId<'a> {
+            #[serde(rename = "requestId", borrow, default)]
+            request_id: Lenient<Cow<'a, str>>,
+        }
+        if self.kind.is_log() {
+            return None;
+        }
+        let record: RequestId<'a> = serde_json::from_str(self.record).ok()?;
+        record.request_id.0
     }
 
     /// The platform record's fields; all `None` for records that are not objects.

@@ -9,32 +9,42 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tiny_http::{Method, Request, Response, Server};
 
 use super::event;
-use crate::pipeline::Msg;
+use crate::pipeline::{BACKLOG_LIMIT, Backlog, Msg};
 use crate::{debug, warn};
 
 /// Starts the listener thread. It ends when `server.unblock()` is called or the relay is gone.
 pub fn spawn(
     server: Arc<Server>,
     tx: Sender<Msg>,
+    backlog: Backlog,
     max_body_bytes: u64,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("listener".to_string())
-        .spawn(move || serve(&server, &tx, max_body_bytes))
+        .spawn(move || serve(&server, &tx, &backlog, max_body_bytes))
 }
 
-fn serve(server: &Server, tx: &Sender<Msg>, max_body_bytes: u64) {
+fn serve(server: &Server, tx: &Sender<Msg>, backlog: &Backlog, max_body_bytes: u64) {
     let mut warned = false;
     for request in server.incoming_requests() {
+        // The relay is behind (a slow stdout): leave this body in the socket until it catches up.
+        while backlog.load(Ordering::Acquire) >= BACKLOG_LIMIT {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
         let Some(msg) = handle(request, max_body_bytes) else {
             continue;
         };
+        if let Msg::Post(parsed) = &msg {
+            backlog.fetch_add(parsed.batch.footprint(), Ordering::Release);
+        }
         if let Msg::Post(parsed) = &msg
             && let Some(problem) = &parsed.problem
         {
@@ -98,14 +108,13 @@ fn refuse(request: Request, declared: Option<u64>) -> Msg {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-    use std::time::Duration;
 
     /// A listener on port 0, its URL, and the relay's end of the channel.
     fn listener(max_body_bytes: u64) -> (Arc<Server>, String, mpsc::Receiver<Msg>) {
         let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let (tx, rx) = mpsc::channel();
-        spawn(server.clone(), tx, max_body_bytes).unwrap();
+        spawn(server.clone(), tx, Backlog::default(), max_body_bytes).unwrap();
         (server, format!("http://127.0.0.1:{port}"), rx)
     }
 

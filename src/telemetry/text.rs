@@ -4,25 +4,44 @@
 //! spelling ("exactly as received") yet fits on one line. `unescape_into` writes a JSON string's
 //! contents, so a `function` line is printed as the function wrote it.
 
-/// Appends `json` with all whitespace outside strings removed.
+/// Appends `json` with all whitespace outside strings removed, copying runs rather than bytes.
 pub fn compact_into(json: &str, out: &mut Vec<u8>) {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json.as_bytes() {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let bytes = json.as_bytes();
+    out.reserve(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'"'))
+            .unwrap_or(rest.len());
+        out.extend_from_slice(rest.get(..run).unwrap_or_default());
+        rest = rest.get(run..).unwrap_or_default();
+        match rest.first() {
+            Some(b'"') => {
+                let end = string_end(rest);
+                out.extend_from_slice(rest.get(..end).unwrap_or_default());
+                rest = rest.get(end..).unwrap_or_default();
             }
-        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            out.push(b);
-            in_string = b == b'"';
+            Some(_) => rest = rest.get(1..).unwrap_or_default(),
+            None => {}
         }
     }
+}
+
+/// Length of the string literal at the start of `s` (which starts with `"`), quotes included.
+fn string_end(s: &[u8]) -> usize {
+    let mut i = 1;
+    while let Some(offset) = s
+        .get(i..)
+        .and_then(|r| r.iter().position(|&b| b == b'"' || b == b'\\'))
+    {
+        i += offset;
+        if s.get(i) == Some(&b'"') {
+            return i + 1;
+        }
+        i += 2;
+    }
+    s.len()
 }
 
 /// Appends the contents of the JSON string literal `json` (with its quotes). Invalid escapes,
@@ -115,6 +134,13 @@ mod tests {
     #[test]
     fn lone_surrogate_becomes_replacement_character() {
         assert_eq!(unescaped(r#""a\ud83dz""#), "a\u{FFFD}z");
+    }
+
+    #[test]
+    fn compact_handles_escaped_quotes_and_backslashes_at_string_ends() {
+        let mut out = Vec::new();
+        compact_into(r#"{ "a" : "x\\" , "b" : "\"" , "c" : "un"#, &mut out);
+        assert_eq!(out, br#"{"a":"x\\","b":"\"","c":"un"#);
     }
 
     #[test]

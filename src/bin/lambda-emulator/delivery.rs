@@ -88,6 +88,14 @@ impl Telemetry {
         self.changed.notify_all();
     }
 
+    /// Whether events of `stream` would be delivered (or replayed to a later subscriber).
+    pub fn wants(&self, stream: Stream) -> bool {
+        self.lock()
+            .subscription
+            .as_ref()
+            .is_none_or(|s| s.streams.contains(&stream))
+    }
+
     pub fn subscription(&self) -> Option<Subscription> {
         self.lock().subscription.clone()
     }

@@ -17,6 +17,10 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --inject FILE           after invocation 1, POST FILE's bytes to the extension's listener (repeatable)
   --inject-bytes N        after invocation 1, POST a body of N bytes
   --inject-deep N         after invocation 1, POST an array nested N deep
+  --blast FILE            after invocation 1, POST a 1000-event batch built from FILE's events
+                          --blast-posts times (default 50), timed until every event is printed
+                          (needs TELEMETRY_RELAY_STDOUT_FORMAT=json: one line per event)
+  --blast-posts N         see --blast
   --wait-relay            before SHUTDOWN, wait until every function line so far is on the extension's stdout
   --env KEY=VALUE         extra environment for the extension (repeatable)
   --quiet                 do not pass the extension's output through
@@ -42,6 +46,8 @@ pub struct Options {
     pub inject: Vec<String>,
     pub inject_bytes: Option<usize>,
     pub inject_deep: Option<usize>,
+    pub blast: Option<String>,
+    pub blast_posts: usize,
     pub wait_relay: bool,
     pub env: Vec<(String, String)>,
     pub quiet: bool,
@@ -55,6 +61,7 @@ impl Options {
             lines: 2,
             shutdown_reason: "spindown".to_string(),
             shutdown_ms: 2000,
+            blast_posts: 50,
             ..Options::default()
         };
         let mut args = args.peekable();
@@ -81,6 +88,8 @@ impl Options {
                 "--inject" => o.inject.push(value()?),
                 "--inject-bytes" => o.inject_bytes = Some(number(value()?)? as usize),
                 "--inject-deep" => o.inject_deep = Some(number(value()?)? as usize),
+                "--blast" => o.blast = Some(value()?),
+                "--blast-posts" => o.blast_posts = number(value()?)? as usize,
                 "--wait-relay" => o.wait_relay = true,
                 "--env" => {
                     let v = value()?;

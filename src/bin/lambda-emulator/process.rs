@@ -198,6 +198,10 @@ impl Output {
             .clone()
     }
 
+    pub fn stdout_len(&self) -> usize {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr
             .lock()

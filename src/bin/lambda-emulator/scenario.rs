@@ -194,6 +194,7 @@ impl Run<'_> {
             }
             if i == 1 {
                 self.inject();
+                self.blast();
             }
             if o.timeout_invoke == Some(i) {
                 self.report["shutdown_reason"] = json!("timeout");
@@ -355,6 +356,48 @@ impl Run<'_> {
         self.report["injections"] = json!(results);
     }
 
+    /// Throughput of the extension's listener and stdout: full batches, back to back.
+    fn blast(&mut self) {
+        let (Some(path), Some(sub)) = (&self.options.blast, self.telemetry.subscription()) else {
+            return;
+        };
+        let fixture: Vec<Box<serde_json::value::RawValue>> = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if fixture.is_empty() {
+            say(
+                self.options,
+                &format!("--blast {path}: not a JSON array of events"),
+            );
+            return;
+        }
+        let items: Vec<&str> = fixture.iter().map(|e| e.get()).cycle().take(1000).collect();
+        let body = format!("[{}]", items.join(","));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}/", sub.port);
+        self.telemetry.wait_idle(INVOKE_LIMIT);
+        let before = self.output.stdout_len();
+        let expected = before + items.len() * self.options.blast_posts;
+        let started = Instant::now();
+        for _ in 0..self.options.blast_posts {
+            let _ = agent.post(&url).send(body.as_bytes());
+        }
+        let until = started + Duration::from_secs(60);
+        while self.output.stdout_len() < expected && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let events = self.output.stdout_len().saturating_sub(before);
+        self.report["blast"] = json!({"events": events, "expected": expected - before, "bytes_per_post": body.len(),
+            "seconds": seconds, "events_per_s": events as f64 / seconds});
+    }
+
     fn shutdown(&mut self) {
         let o = self.options;
         if o.wait_relay {
@@ -500,6 +543,9 @@ fn echo_lines(options: &Options, output: Arc<Output>, telemetry: Arc<Telemetry>)
                 Pipe::Stdout => println!("{line}"),
                 Pipe::Stderr => eprintln!("{line}"),
             }
+        }
+        if !telemetry.wants(Stream::Extension) {
+            return;
         }
         let is_object =
             json_logs && serde_json::from_str::<serde_json::Map<String, Value>>(line).is_ok();
