@@ -1,9 +1,101 @@
-# telemetry-relay: `make run` and `make test` do all set-up on a fresh machine.
+# telemetry-relay. `make run` and `make test` do all set-up on a fresh machine themselves:
+# rustup targets and components, Debian packages, and AWS's RIE from the aws-sam-cli wheel.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
+.PHONY: run test layer bench clean tools musl-x86 musl-arm rie
 
-.PHONY: test
-test:
+X86 := x86_64-unknown-linux-musl
+ARM := aarch64-unknown-linux-musl
+X86_BIN := target/$(X86)/release/telemetry-relay
+ARM_BIN := target/$(ARM)/release/telemetry-relay
+LAYER := target/layer
+# The wheel that carries AWS's Runtime Interface Emulator; pinned so CI is repeatable.
+SAM_CLI := aws-sam-cli==1.170.0
+RIE_DIR := target/rie
+RIE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
+
+# Installs Debian packages only when a command they provide is missing.
+define apt
+	@command -v $(1) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
+endef
+
+tools:
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+musl-x86:
+	@rustup target list --installed | grep -qx $(X86) || rustup target add $(X86)
+	$(call apt,musl-gcc,musl-tools)
+
+musl-arm:
+	@rustup target list --installed | grep -qx $(ARM) || rustup target add $(ARM)
+	$(call apt,aarch64-linux-gnu-gcc,gcc-aarch64-linux-gnu)
+	$(call apt,qemu-aarch64,qemu-user)
+
+# AWS's RIE, taken from the aws-sam-cli wheel (no Docker needed; see tests/rie.rs).
+rie: $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH)
+$(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
+	$(call apt,unzip,unzip)
+	$(call apt,ip,iproute2)
+	@mkdir -p $(RIE_DIR)/wheel
+	python3 -m pip download --quiet --no-deps --dest $(RIE_DIR)/wheel "$(SAM_CLI)"
+	unzip -o -j -q $(RIE_DIR)/wheel/*.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) -d $(RIE_DIR)
+	chmod 755 $@
+
+# Formatting, lints, unit and integration tests; then the release binary under AWS's RIE
+# (shown with --nocapture so a skip and its reason are visible).
+test: tools musl-x86 rie
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo test
+	cargo build --release --target $(X86) --bin telemetry-relay
+	cargo test -- --skip under_aws_rie
+	cargo test --test rie -- --nocapture
+
+# The extension under the local Lambda emulator, showing what it relays (its stdout) and
+# its own messages. Pass more emulator switches with RUN_ARGS, e.g. RUN_ARGS="--lmi".
+RUN_ARGS ?=
+run:
+	cargo build --bins
+	./target/debug/lambda-emulator --invokes 3 --other-extension \
+	  --env TELEMETRY_RELAY_TYPES=platform,function,extension --env TELEMETRY_RELAY_LOG=info \
+	  $(RUN_ARGS) target/debug/telemetry-relay
+
+# Static musl binaries for both architectures, zipped as Lambda layers
+# (extensions/telemetry-relay, mode 755). The arm64 binary must start and run a full
+# emulated lifetime under qemu-aarch64.
+layer: musl-x86 musl-arm
+	$(call apt,zip,zip)
+	cargo build --release --target $(X86) --bin telemetry-relay
+	cargo build --release --target $(ARM) --bin telemetry-relay
+	cargo build --release --bin lambda-emulator
+	@for arch in x86_64 arm64; do \
+	  bin=$$([ $$arch = x86_64 ] && echo $(X86_BIN) || echo $(ARM_BIN)); \
+	  rm -rf $(LAYER)/$$arch && mkdir -p $(LAYER)/$$arch/extensions && \
+	  install -m 755 $$bin $(LAYER)/$$arch/extensions/telemetry-relay && \
+	  rm -f $(LAYER)/telemetry-relay-$$arch.zip && \
+	  (cd $(LAYER)/$$arch && zip -q -X ../telemetry-relay-$$arch.zip extensions/telemetry-relay) || exit 1; \
+	done
+	@mkdir -p $(LAYER)/qemu && printf '#!/bin/sh\nexec qemu-aarch64 %s "$$@"\n' "$(CURDIR)/$(ARM_BIN)" > $(LAYER)/qemu/telemetry-relay && chmod 755 $(LAYER)/qemu/telemetry-relay
+	./target/release/lambda-emulator --quiet --invokes 2 --json $(LAYER)/qemu/report.json $(LAYER)/qemu/telemetry-relay
+	@grep -q '"exit_code": 0' $(LAYER)/qemu/report.json || { echo "arm64 binary failed under qemu-aarch64"; exit 1; }
+	@echo "arm64 binary ran a full emulated lifetime under qemu-aarch64"
+	@ls -l $(LAYER)/*.zip
+	@unzip -Z $(LAYER)/telemetry-relay-x86_64.zip | grep extensions/
+
+# Figures, not a test: see the README's bench section.
+BENCH_RUNS ?= 20
+bench: layer
+	cargo build --release --target $(X86) --bin baseline-extension
+	cargo build --release --bin relay-bench
+	./target/release/relay-bench --runs $(BENCH_RUNS) \
+	  --emulator target/release/lambda-emulator \
+	  --baseline target/$(X86)/release/baseline-extension \
+	  --relay $(X86_BIN) \
+	  --fixture tests/fixtures/ondemand-warm-invokes.json \
+	  --size $(X86_BIN) --size $(ARM_BIN) --size target/$(X86)/release/baseline-extension \
+	  --size $(LAYER)/telemetry-relay-x86_64.zip --size $(LAYER)/telemetry-relay-arm64.zip
+
+clean:
+	cargo clean

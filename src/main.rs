@@ -17,9 +17,10 @@ mod signal;
 mod sinks;
 mod telemetry;
 
+use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use config::Config;
@@ -94,7 +95,8 @@ struct Fatal {
 }
 
 fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fatal> {
-    let server = tiny_http::Server::http(config.listen).map_err(|e| Fatal {
+    // Init: bind, subscribe with the port the OS gave (SPEC.md trap 7), one thread, `/next`.
+    let socket = TcpListener::bind(config.listen).map_err(|e| Fatal {
         error_type: "Extension.ListenerFailed",
         message: format!(
             "cannot listen on {} ({}): {e}",
@@ -103,34 +105,65 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
         ),
         during_init: true,
     })?;
-    let server = Arc::new(server);
-    let port = server.server_addr().to_ip().map_or(0, |a| a.port());
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    let subscribed = subscribe(api, id, name, config, port);
     let (tx, rx) = mpsc::channel();
+    let _ = tx.send(Msg::Subscribed(subscribed));
+    let server: Arc<OnceLock<Arc<tiny_http::Server>>> = Arc::default();
     let (last_batch_tx, last_batch_rx) = mpsc::channel();
-    let relay_config = config.clone();
-    let backlog = pipeline::Backlog::default();
-    let relay_backlog = backlog.clone();
-    let spawn_failed = |e: std::io::Error| Fatal {
-        error_type: "Extension.ThreadFailed",
-        message: format!("cannot start a thread: {e}"),
-        during_init: true,
+    let (done_tx, done_rx) = mpsc::channel();
+    let relay = {
+        let (config, server, tx) = (config.clone(), server.clone(), tx.clone());
+        let socket = subscribed.then_some(socket);
+        move || {
+            // Started here, not in main: tiny_http starts five threads of its own.
+            let backlog = pipeline::Backlog::default();
+            let listener = socket.and_then(|socket| {
+                match telemetry::listener::start(socket, tx, backlog.clone(), config.max_body_bytes) {
+                    Ok((started, thread)) => Some((server.get_or_init(|| started).clone(), thread)),
+                    Err(e) => {
+                        error!("the telemetry listener did not start: {e}; no telemetry will be relayed");
+                        None
+                    }
+                }
+            });
+            Relay::new(&config, backlog).run(rx, last_batch_tx);
+            if let Some((_, thread)) = listener {
+                let _ = thread.join();
+            }
+            let _ = done_tx.send(());
+        }
     };
-    let relay = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("relay".to_string())
-        .spawn(move || Relay::new(&relay_config, relay_backlog).run(rx, last_batch_tx))
-        .map_err(spawn_failed)?;
-    let listener =
-        telemetry::listener::spawn(server.clone(), tx.clone(), backlog, config.max_body_bytes)
-            .map_err(spawn_failed)?;
+        .spawn(relay)
+        .map_err(|e| Fatal {
+            error_type: "Extension.ThreadFailed",
+            message: format!("cannot start the relay thread: {e}"),
+            during_init: true,
+        })?;
 
-    let subscribed = match telemetry_api::subscribe(
-        api,
-        id,
-        name,
-        &config.types,
-        config.buffering,
-        port,
-    ) {
+    let deadline = lifecycle(api, id, &tx)?;
+
+    // SHUTDOWN: the relay waits for the last batch, bounded by the deadline; so do we.
+    let _ = tx.send(Msg::Shutdown { deadline });
+    let left = || {
+        deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+    };
+    let _ = last_batch_rx.recv_timeout(left().saturating_sub(Duration::from_millis(100)));
+    if let Some(server) = server.get() {
+        server.unblock();
+    }
+    drop(tx);
+    let _ = done_rx.recv_timeout(left().saturating_sub(Duration::from_millis(50)));
+    Ok(())
+}
+
+/// Subscribes to the Telemetry API; whether events will come. Never fatal (SPEC.md §4).
+fn subscribe(api: &RuntimeApi, id: &str, name: &str, config: &Config, port: u16) -> bool {
+    match telemetry_api::subscribe(api, id, name, &config.types, config.buffering, port) {
         Ok(Subscription::Active { schema }) => {
             debug!(
                 "started: listening on port {port}, subscribed to {:?} with schema {schema}, buffering {:?}, stdout {:?}",
@@ -148,22 +181,7 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
             warn!("no telemetry will be relayed: {e}; still serving INVOKE/SHUTDOWN");
             false
         }
-    };
-    let _ = tx.send(Msg::Subscribed(subscribed));
-
-    let deadline = lifecycle(api, id, &tx)?;
-
-    // SHUTDOWN: the relay waits for the last batch, bounded by the deadline; so do we.
-    let _ = tx.send(Msg::Shutdown { deadline });
-    let wait = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    let _ = last_batch_rx.recv_timeout(wait.saturating_sub(Duration::from_millis(100)));
-    server.unblock();
-    drop(tx);
-    let _ = listener.join();
-    let _ = relay.join();
-    Ok(())
+    }
 }
 
 /// Serves `/next` until SHUTDOWN; returns the SHUTDOWN deadline.

@@ -8,6 +8,7 @@
 //! itself (see `event`). The first malformed POST is reported on stderr; all are counted.
 
 use std::io::Read;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -20,16 +21,23 @@ use super::event;
 use crate::pipeline::{BACKLOG_LIMIT, Backlog, Msg};
 use crate::{debug, warn};
 
-/// Starts the listener thread. It ends when `server.unblock()` is called or the relay is gone.
-pub fn spawn(
-    server: Arc<Server>,
+/// Serves the socket `main` bound and subscribed with, on a new thread. Building the server
+/// starts tiny_http's own threads, which is why this runs off the init path (see `main`).
+/// Returns the server, for `unblock()` at shutdown, and the thread, which then ends.
+pub fn start(
+    socket: TcpListener,
     tx: Sender<Msg>,
     backlog: Backlog,
     max_body_bytes: u64,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> Result<(Arc<Server>, JoinHandle<()>), String> {
+    let server = Server::from_listener(socket, None).map_err(|e| e.to_string())?;
+    let server = Arc::new(server);
+    let serving = server.clone();
+    let thread = std::thread::Builder::new()
         .name("listener".to_string())
-        .spawn(move || serve(&server, &tx, &backlog, max_body_bytes))
+        .spawn(move || serve(&serving, &tx, &backlog, max_body_bytes))
+        .map_err(|e| e.to_string())?;
+    Ok((server, thread))
 }
 
 fn serve(server: &Server, tx: &Sender<Msg>, backlog: &Backlog, max_body_bytes: u64) {
@@ -111,10 +119,10 @@ mod tests {
 
     /// A listener on port 0, its URL, and the relay's end of the channel.
     fn listener(max_body_bytes: u64) -> (Arc<Server>, String, mpsc::Receiver<Msg>) {
-        let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
-        spawn(server.clone(), tx, Backlog::default(), max_body_bytes).unwrap();
+        let (server, _) = start(socket, tx, Backlog::default(), max_body_bytes).unwrap();
         (server, format!("http://127.0.0.1:{port}"), rx)
     }
 

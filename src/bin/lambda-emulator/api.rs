@@ -70,11 +70,16 @@ impl Api {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Serves until the process ends.
+    /// Serves until the process ends. Only `/event/next` blocks, so only it gets a thread:
+    /// a thread per call would add its start-up to every call the extension makes.
     pub fn serve(self: Arc<Self>, server: Server) {
         for request in server.incoming_requests() {
-            let api = self.clone();
-            std::thread::spawn(move || api.handle(request));
+            if request.url().ends_with("/event/next") {
+                let api = self.clone();
+                std::thread::spawn(move || api.handle(request));
+            } else {
+                self.handle(request);
+            }
         }
     }
 
