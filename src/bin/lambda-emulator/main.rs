@@ -27,6 +27,10 @@ pub const FUNCTION_NAME: &str = "emulated-function";
 fn main() -> ExitCode {
     let options = match options::Options::parse(std::env::args().skip(1)) {
         Ok(o) => o,
+        Err(message) if message == "help" => {
+            println!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("lambda-emulator: {message}\n\n{}", options::USAGE);
             return ExitCode::from(2);

@@ -279,12 +279,12 @@ impl Run<'_> {
             let post_runtime = next_at.saturating_duration_since(runtime_done);
             push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
         }
+        let total = ms(started.elapsed());
         if last {
             // The environment goes idle: the rest is delivered only after SHUTDOWN.
             self.telemetry.wait_idle(INVOKE_LIMIT);
             self.telemetry.hold(true);
         }
-        let total = ms(started.elapsed());
         let mut record = if o.lmi {
             json!({"requestId": rid, "status": status, "metrics": {"durationMs": total}})
         } else {
