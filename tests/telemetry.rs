@@ -18,6 +18,16 @@ enum Format {
     Json,
 }
 
+impl Format {
+    fn named(name: &str) -> Format {
+        if name == "json" {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
 /// Asserts each delivered event is on stdout exactly once and nothing else is, so our own
 /// output that came back as `extension` records was not printed again.
 fn assert_relayed_exactly_once(run: &Run, format: Format) {
@@ -129,14 +139,7 @@ fn json_log_format_records_stay_objects_in_both_formats() {
             .filter(|e| e["type"] == "function" && e["record"].is_object())
             .count();
         run.check(function_objects > 0, "the function logged JSON objects");
-        assert_relayed_exactly_once(
-            &run,
-            if format == "text" {
-                Format::Text
-            } else {
-                Format::Json
-            },
-        );
+        assert_relayed_exactly_once(&run, Format::named(format));
     }
 }
 
@@ -185,14 +188,7 @@ fn own_output_never_loops_back() {
             run.counter("own_echoes_dropped") > 0,
             "echoes were recognised and dropped",
         );
-        assert_relayed_exactly_once(
-            &run,
-            if format == "text" {
-                Format::Text
-            } else {
-                Format::Json
-            },
-        );
+        assert_relayed_exactly_once(&run, Format::named(format));
     }
 }
 

@@ -149,12 +149,7 @@ impl Telemetry {
 
     /// The delivery thread's body: returns once closed.
     pub fn deliver(self: Arc<Self>) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
+        let agent = http_agent(Duration::from_secs(10));
         while let Some((url, batch)) = self.next_batch() {
             let body = format!(
                 "[{}]",
@@ -244,6 +239,16 @@ impl Telemetry {
         inner.in_flight = true;
         Some((sub.url, batch))
     }
+}
+
+/// A client for POSTing to the extension's listener: statuses as values, a bound on every call.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
 }
 
 fn queue(inner: &mut Inner, event: Emitted) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::api::{Api, Behaviour};
-use crate::delivery::Telemetry;
+use crate::delivery::{self, Telemetry};
 use crate::events::{self, Stream, epoch_ms, ms};
 use crate::options::Options;
 use crate::process::{Extension, OnLine, Output, Pipe};
@@ -333,12 +333,7 @@ impl Run<'_> {
         if let Some(n) = o.inject_deep {
             bodies.push((format!("deep-{n}"), "[".repeat(n).into_bytes()));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
+        let agent = delivery::http_agent(Duration::from_secs(10));
         let url = format!("http://127.0.0.1:{}/", sub.port);
         let mut results = Vec::new();
         for (name, body) in bodies {
@@ -374,12 +369,7 @@ impl Run<'_> {
         }
         let items: Vec<&str> = fixture.iter().map(|e| e.get()).cycle().take(1000).collect();
         let body = format!("[{}]", items.join(","));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
+        let agent = delivery::http_agent(Duration::from_secs(30));
         let url = format!("http://127.0.0.1:{}/", sub.port);
         self.telemetry.wait_idle(INVOKE_LIMIT);
         let before = self.output.stdout_len();
