@@ -126,3 +126,40 @@ fn every_shutdown_reason_ends_cleanly() {
         run.assert_clean_exit();
     }
 }
+
+#[test]
+fn a_host_without_the_newest_schema_gets_the_previous_one() {
+    let run = Run::new(&["--reject-schema", "2025-01-29", "--invokes", "2"]);
+    let answers = run.report["subscribe_answers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    run.check(
+        answers.len() == 2 && answers[0][0] == 400 && answers[1][0] == 200,
+        "400 on 2025-01-29, then subscribed",
+    );
+    let reports = run
+        .stdout()
+        .iter()
+        .filter(|l| l.contains(" platform.report "))
+        .count();
+    run.check(reports == 2, "events relayed under the fallback schema");
+    run.assert_clean_exit();
+}
+
+#[test]
+fn a_refused_registration_exits_non_zero_with_the_reason() {
+    let run = Run::new(&["--register-as", "someone-else"]);
+    run.check(run.report["exit_code"] == 1, "exits 1");
+    run.check(
+        run.stderr().iter().any(|l| {
+            l.starts_with("[telemetry-relay] ERROR cannot register")
+                && l.contains("Extension.InvalidExtensionName")
+        }),
+        "one line says why",
+    );
+    run.check(
+        run.report["errors"].as_array().is_some_and(Vec::is_empty),
+        "no init/error without an identifier",
+    );
+}

@@ -24,6 +24,8 @@ pub struct Behaviour {
     pub lmi: bool,
     /// Answer subscribe with 202 `Telemetry.NotSupported`, as RIE classic and `sam local` do.
     pub not_supported: bool,
+    /// A schema version this host does not know (400 naming it).
+    pub reject_schema: Option<String>,
 }
 
 /// An init/error or exit/error report.
@@ -267,15 +269,8 @@ impl Api {
         state.identifier = Some(id.clone());
         state.registered_events = events;
         self.changed.notify_all();
-        let mut answer = json!({
-            "functionName": crate::FUNCTION_NAME,
-            "functionVersion": "$LATEST",
-            "handler": "bootstrap",
-        });
-        if features.is_some_and(|f| f.split(',').any(|f| f.trim() == "accountId")) {
-            answer["accountId"] = json!("123456789012");
-        }
-        (200, answer.to_string(), Some(id))
+        let account = features.is_some_and(|f| f.split(',').any(|f| f.trim() == "accountId"));
+        (200, registration(account).to_string(), Some(id))
     }
 
     fn next(&self, identifier: Option<String>) -> (u16, String) {
@@ -319,6 +314,11 @@ impl Api {
             let body = json!({"errorMessage": "Telemetry API is not supported", "errorType": "Telemetry.NotSupported"});
             return (202, body.to_string());
         }
+        if let Some(schema) = &self.behaviour.reject_schema
+            && body.contains(&format!("\"{schema}\""))
+        {
+            return bad(format!("unsupported schemaVersion {schema:?}"));
+        }
         match parse_subscription(body, self.behaviour.lmi) {
             Ok(subscription) => {
                 self.telemetry.subscribe(subscription);
@@ -327,6 +327,19 @@ impl Api {
             Err(message) => bad(message),
         }
     }
+}
+
+/// The register answer; `accountId` only when the extension asked for it (SPEC.md §2.1).
+fn registration(account: bool) -> Value {
+    let mut answer = json!({
+        "functionName": crate::FUNCTION_NAME,
+        "functionVersion": "$LATEST",
+        "handler": "bootstrap",
+    });
+    if account {
+        answer["accountId"] = json!("123456789012");
+    }
+    answer
 }
 
 /// Validates a subscribe body the way AWS does (SPEC.md §4).
@@ -419,6 +432,17 @@ mod tests {
         format!(
             r#"{{"schemaVersion":"{schema}","types":{types},"buffering":{buffering},"destination":{{"protocol":"HTTP","URI":"{uri}"}}}}"#
         )
+    }
+
+    #[test]
+    fn register_answer_has_the_fields_of_the_captured_one() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/register-response.json"
+        ))
+        .unwrap();
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&registration(true)), keys(&fixture));
+        assert!(registration(false).get("accountId").is_none());
     }
 
     #[test]

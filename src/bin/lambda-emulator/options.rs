@@ -5,6 +5,8 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --lines N               function lines per invocation (default 2)
   --lmi                   Lambda Managed Instances: SHUTDOWN-only, schema 2025-01-29, sparse reports
   --not-supported         answer subscribe with 202 Telemetry.NotSupported, like RIE and sam local
+  --reject-schema V       answer a subscribe with schemaVersion V with 400, as an older host would
+  --register-as NAME      accept registration only under NAME (default: the executable's file name)
   --json-logs             the function logs JSON objects (AWS_LAMBDA_LOG_FORMAT=JSON)
   --freeze                SIGSTOP the extension between invocations, SIGCONT at the next
   --error-invoke K        invocation K ends with status error
@@ -34,6 +36,8 @@ pub struct Options {
     pub lines: u64,
     pub lmi: bool,
     pub not_supported: bool,
+    pub reject_schema: Option<String>,
+    pub register_as: Option<String>,
     pub json_logs: bool,
     pub freeze: bool,
     pub error_invoke: Option<u64>,
@@ -76,6 +80,8 @@ impl Options {
                 "--lines" => o.lines = number(value()?)?,
                 "--lmi" => o.lmi = true,
                 "--not-supported" => o.not_supported = true,
+                "--reject-schema" => o.reject_schema = Some(value()?),
+                "--register-as" => o.register_as = Some(value()?),
                 "--json-logs" => o.json_logs = true,
                 "--freeze" => o.freeze = true,
                 "--error-invoke" => o.error_invoke = Some(number(value()?)?),

@@ -66,11 +66,13 @@ impl Usage {
 }
 
 impl Extension {
-    /// Starts `path` with `env` (on top of a clean environment), capturing its output.
+    /// Starts `path` with `env` (on top of a clean environment), capturing its output;
+    /// `on_exit` runs once the process has exited.
     pub fn spawn(
         path: &str,
         env: &[(String, String)],
         on_line: OnLine,
+        on_exit: Box<dyn FnOnce() + Send>,
     ) -> std::io::Result<Extension> {
         let started = Instant::now();
         let mut child = Command::new(path)
@@ -103,6 +105,7 @@ impl Extension {
             let status = wait(&mut child);
             waiter_usage.running.store(false, Ordering::Relaxed);
             let _ = tx.send((status, Instant::now()));
+            on_exit();
         });
         Ok(Extension {
             pid,

@@ -35,9 +35,10 @@ pub fn run(options: &Options) -> Result<Value, String> {
         tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?;
     let address = server.server_addr().to_ip().ok_or("no address")?;
     let behaviour = Behaviour {
-        name: name.clone(),
+        name: options.register_as.clone().unwrap_or(name),
         lmi: options.lmi,
         not_supported: options.not_supported,
+        reject_schema: options.reject_schema.clone(),
     };
     let api = Api::new(behaviour, telemetry.clone());
     let serving = api.clone();
@@ -63,10 +64,13 @@ pub fn run(options: &Options) -> Result<Value, String> {
                "functionName": crate::FUNCTION_NAME, "functionVersion": "$LATEST",
                "instanceMaxMemory": MEMORY_MB * 1024 * 1024}),
     ));
+    // An extension that exits (say, refused at register) ends every wait on the API.
+    let closing = api.clone();
     let mut ext = Extension::spawn(
         &options.extension,
         &environment(options, &address.to_string()),
         on_line,
+        Box::new(move || closing.close()),
     )
     .map_err(|e| format!("cannot start {}: {e}", options.extension))?;
 
