@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod config;
+mod delivery;
 mod lambda;
 mod log;
 mod pipeline;
@@ -121,16 +122,22 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
             // Started here, not in main: tiny_http starts five threads of its own.
             let backlog = pipeline::Backlog::default();
             let listener = socket.and_then(|socket| {
-                match telemetry::listener::start(socket, tx, backlog.clone(), config.max_body_bytes) {
-                    Ok((started, thread)) => Some((server.get_or_init(|| started).clone(), thread)),
+                let started = telemetry::listener::start(socket, tx.clone(), backlog.clone(), config.max_body_bytes);
+                match started {
+                    Ok((started, thread)) => {
+                        server.get_or_init(|| started);
+                        Some(thread)
+                    }
                     Err(e) => {
                         error!("the telemetry listener did not start: {e}; no telemetry will be relayed");
+                        let _ = tx.send(Msg::ListenerClosed);
                         None
                     }
                 }
             });
-            Relay::new(&config, backlog).run(rx, last_batch_tx);
-            if let Some((_, thread)) = listener {
+            // The relay's own sender is for the network outputs' results.
+            Relay::new(&config, backlog, tx).run(rx, last_batch_tx);
+            if let Some(thread) = listener {
                 let _ = thread.join();
             }
             let _ = done_tx.send(());

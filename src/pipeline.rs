@@ -19,7 +19,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, TelemetryType};
+use crate::delivery::Delivery;
+use crate::delivery::sender::{Endpoint, Outcome};
 use crate::signal;
+use crate::sinks::http::Ndjson;
 use crate::sinks::stdout::StdoutSink;
 use crate::telemetry::echo::EchoGuard;
 use crate::telemetry::event::{Kind, Parsed};
@@ -59,6 +62,15 @@ pub enum Msg {
     Post(Parsed),
     /// A POST refused with 413 for its size (`declared` from Content-Length, if it had one).
     Oversize { declared: Option<u64> },
+    /// The listener has stopped: no more POSTs will come.
+    ListenerClosed,
+    /// A network output's sender finished a request.
+    Delivered {
+        output: usize,
+        end_seq: u64,
+        events: u64,
+        outcome: Outcome,
+    },
 }
 
 /// Counters, reported in the shutdown summary.
@@ -87,10 +99,17 @@ pub struct Relay {
     telemetry: bool,
     pending: Vec<(String, Instant)>,
     stats: Stats,
+    delivery: Option<Delivery>,
+    /// How long a background request may take, retries included.
+    request_budget: Duration,
+    listener_closed: bool,
+    /// After SHUTDOWN: when we must be done.
+    hard_stop: Option<Instant>,
 }
 
 impl Relay {
-    pub fn new(config: &Config, backlog: Backlog) -> Relay {
+    /// `results` is a sender on the relay's own channel, for the network outputs' results.
+    pub fn new(config: &Config, backlog: Backlog, results: Sender<Msg>) -> Relay {
         let stdout = StdoutSink::new(config.stdout_format);
         let echoes = stdout.is_some() && config.subscribes(TelemetryType::Extension);
         Relay {
@@ -102,12 +121,21 @@ impl Relay {
             telemetry: false,
             pending: Vec::new(),
             stats: Stats::default(),
+            delivery: network_outputs(config, results),
+            request_budget: config
+                .outputs
+                .http
+                .as_ref()
+                .map_or(Duration::ZERO, |h| h.timeout * 3),
+            listener_closed: false,
+            hard_stop: None,
         }
     }
 
-    /// Runs until the channel closes; after SHUTDOWN's wait, signals `last_batch_in`.
+    /// Runs until SHUTDOWN is done; after the wait for the last batch, signals `last_batch_in`.
     pub fn run(mut self, rx: Receiver<Msg>, last_batch_in: Sender<()>) -> Stats {
         loop {
+            self.pump();
             match rx.recv_timeout(SIGNAL_POLL) {
                 Ok(Msg::Shutdown { deadline }) => {
                     self.wait_for_last_batch(&rx, deadline);
@@ -124,17 +152,62 @@ impl Relay {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        // The listener has been stopped: take what it had already sent.
-        while let Ok(msg) = rx.recv() {
-            self.handle(msg);
-        }
+        self.finish(&rx);
         self.summary();
         self.stats
     }
 
+    /// After the last batch: take what the stopping listener still sent, and let the network
+    /// outputs send everything buffered, until the hard stop.
+    fn finish(&mut self, rx: &Receiver<Msg>) {
+        let hard_stop = self.hard_stop.unwrap_or_else(Instant::now);
+        loop {
+            self.pump();
+            let outputs_idle = self.delivery.as_ref().is_none_or(Delivery::idle);
+            if self.listener_closed && outputs_idle {
+                break;
+            }
+            let now = Instant::now();
+            if now >= hard_stop {
+                break;
+            }
+            match rx.recv_timeout((hard_stop - now).min(SHUTDOWN_POLL)) {
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if let Some(delivery) = &mut self.delivery {
+            delivery.abandon();
+        }
+    }
+
+    /// Hands requests to idle network outputs.
+    fn pump(&mut self) {
+        let deadline = Instant::now() + self.request_budget;
+        let deadline = self.hard_stop.map_or(deadline, |stop| deadline.min(stop));
+        if let Some(delivery) = &mut self.delivery {
+            delivery.pump(deadline);
+        }
+    }
+
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Subscribed(active) => self.telemetry = active,
+            Msg::Subscribed(active) => {
+                self.telemetry = active;
+                self.listener_closed |= !active;
+            }
+            Msg::ListenerClosed => self.listener_closed = true,
+            Msg::Delivered {
+                output,
+                end_seq,
+                events,
+                outcome,
+            } => {
+                if let Some(delivery) = &mut self.delivery {
+                    delivery.delivered(output, end_seq, events, outcome);
+                }
+            }
             Msg::Invoke { request_id } => {
                 self.stats.invokes += 1;
                 self.expect_report(request_id);
@@ -190,15 +263,24 @@ impl Relay {
             }
         }
         let mut kept = Vec::with_capacity(parsed.batch.len());
-        for event in parsed.batch.events() {
+        for (i, event) in parsed.batch.events().enumerate() {
             if self.guard.as_mut().is_some_and(|g| g.is_own(&event)) {
                 self.stats.own_echoes += 1;
             } else {
-                kept.push(event);
+                kept.push(i);
             }
         }
+        self.write_stdout(&parsed, &kept);
+        if let Some(delivery) = &mut self.delivery {
+            delivery.push(parsed.batch, kept);
+        }
+    }
+
+    fn write_stdout(&mut self, parsed: &Parsed, kept: &[usize]) {
         if let Some(stdout) = &mut self.stdout {
-            match stdout.write(kept.into_iter(), self.guard.as_mut()) {
+            let events: Vec<_> = parsed.batch.events().collect();
+            let kept = kept.iter().filter_map(|&i| events.get(i).copied());
+            match stdout.write(kept, self.guard.as_mut()) {
                 Ok(n) => self.stats.relayed += n as u64,
                 Err(e) => {
                     self.stats.write_errors += 1;
@@ -227,15 +309,16 @@ impl Relay {
 
     /// Reads until the last batch is in, the deadline margin is reached, or a second SIGTERM.
     fn wait_for_last_batch(&mut self, rx: &Receiver<Msg>, deadline: SystemTime) {
-        if !self.telemetry {
-            return;
-        }
         let start = Instant::now();
         let left = deadline
             .duration_since(SystemTime::now())
             .unwrap_or_default()
             .saturating_sub(SHUTDOWN_MARGIN);
         let hard_stop = start + left;
+        self.hard_stop = Some(hard_stop);
+        if !self.telemetry {
+            return;
+        }
         let mut last_post = start;
         loop {
             let now = Instant::now();
@@ -292,7 +375,33 @@ impl Relay {
             s.write_errors,
             s.reports_missing_at_shutdown
         );
+        for (name, o) in self
+            .delivery
+            .as_ref()
+            .map(Delivery::stats)
+            .unwrap_or_default()
+        {
+            info!(
+                "output {name}: sent={} failed_sends={} rejected={} dropped={}",
+                o.sent, o.failed_sends, o.rejected, o.dropped
+            );
+        }
     }
+}
+
+/// The network outputs the config asks for; `None` if there are none.
+fn network_outputs(config: &Config, results: Sender<Msg>) -> Option<Delivery> {
+    let mut delivery = Delivery::new(config.outputs.buffer_bytes, results);
+    if let Some(http) = &config.outputs.http {
+        let endpoint = Endpoint {
+            url: http.url.clone(),
+            headers: http.headers.clone(),
+            content_type: "",
+            timeout: http.timeout,
+        };
+        delivery.add("http", Box::new(Ndjson), endpoint);
+    }
+    (!delivery.is_empty()).then_some(delivery)
 }
 
 #[cfg(test)]
@@ -315,7 +424,7 @@ mod tests {
         );
         let config = Config::parse(&env).unwrap();
         assert_eq!(config.stdout_format, StdoutFormat::None);
-        Relay::new(&config, Backlog::default())
+        Relay::new(&config, Backlog::default(), std::sync::mpsc::channel().0)
     }
 
     fn post(body: &str) -> Msg {

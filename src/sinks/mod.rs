@@ -1,3 +1,5 @@
-//! Outputs. Each sink is owned by the relay thread and never blocks the listener or `/next`.
+//! Outputs. Each is owned by the relay thread and never blocks the listener or `/next`:
+//! stdout is written directly, network outputs go through `delivery`.
 
+pub mod http;
 pub mod stdout;

@@ -69,6 +69,7 @@ fn serve(server: &Server, tx: &Sender<Msg>, backlog: &Backlog, max_body_bytes: u
             return;
         }
     }
+    let _ = tx.send(Msg::ListenerClosed);
 }
 
 /// Answers one request; returns what the relay must hear of it.

@@ -24,6 +24,10 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
                           (needs TELEMETRY_RELAY_STDOUT_FORMAT=json: one line per event)
   --blast-posts N         see --blast
   --wait-relay            before SHUTDOWN, wait until every function line so far is on the extension's stdout
+  --backend MODE          run a test backend on 127.0.0.1 for the extension's network outputs:
+                          healthy, status:N, fail:N:K (N for the first K requests), hang,
+                          reset (closes each connection after one answer) or down;
+                          '{backend}' in --env values becomes its URL
   --env KEY=VALUE         extra environment for the extension (repeatable)
   --quiet                 do not pass the extension's output through
   --json PATH             write the full report as JSON";
@@ -54,6 +58,7 @@ pub struct Options {
     pub blast_posts: usize,
     pub wait_relay: bool,
     pub env: Vec<(String, String)>,
+    pub backend: Option<String>,
     pub quiet: bool,
     pub json: Option<String>,
 }
@@ -104,6 +109,7 @@ impl Options {
                         .ok_or(format!("--env {v:?} is not KEY=VALUE"))?;
                     o.env.push((k.to_string(), v.to_string()));
                 }
+                "--backend" => o.backend = Some(value()?),
                 "--quiet" => o.quiet = true,
                 "--json" => o.json = Some(value()?),
                 "-h" | "--help" => return Err("help".to_string()),

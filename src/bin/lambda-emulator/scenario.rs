@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::api::{Api, Behaviour};
+use crate::backend;
 use crate::delivery::{self, Telemetry};
 use crate::events::{self, Stream, epoch_ms, ms};
 use crate::options::Options;
@@ -45,6 +46,20 @@ pub fn run(options: &Options) -> Result<Value, String> {
     std::thread::spawn(move || serving.serve(server));
     let delivering = telemetry.clone();
     std::thread::spawn(move || delivering.deliver());
+    let test_backend = match &options.backend {
+        Some(mode) => Some(
+            backend::Backend::start(backend::Mode::parse(mode)?)
+                .map_err(|e| format!("backend: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut options = options.clone();
+    if let Some(test_backend) = &test_backend {
+        for (_, value) in &mut options.env {
+            *value = value.replace("{backend}", &test_backend.url);
+        }
+    }
+    let options = &options;
     say(
         options,
         &format!("runtime API on {address}; starting {}", options.extension),
@@ -116,6 +131,9 @@ pub fn run(options: &Options) -> Result<Value, String> {
             .collect::<Vec<_>>()
     );
     report["undelivered"] = json!(undelivered);
+    report["backend"] = test_backend
+        .as_ref()
+        .map_or(Value::Null, backend::Backend::report);
     report["stdout"] = json!(output.stdout_lines());
     report["stderr"] = json!(output.stderr_lines());
     Ok(report)

@@ -14,6 +14,9 @@ use std::net::SocketAddr;
 
 use crate::log::Level;
 
+pub mod outputs;
+pub use outputs::Outputs;
+
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 pub const TYPES: &str = "TELEMETRY_RELAY_TYPES";
@@ -78,6 +81,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub stdout_format: StdoutFormat,
     pub log_level: Level,
+    /// The network outputs and the buffer in front of them.
+    pub outputs: Outputs,
 }
 
 /// A configuration mistake, worded for the person who set the variable.
@@ -153,6 +158,7 @@ impl Config {
             max_body_bytes,
             stdout_format: parse_stdout_format(get(STDOUT_FORMAT))?,
             log_level: parse_log_level(get(LOG))?,
+            outputs: Outputs::parse(env)?,
         })
     }
 
@@ -163,7 +169,7 @@ impl Config {
 }
 
 /// A variable's value; empty counts as unset.
-fn value_of<'a>(env: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+pub(crate) fn value_of<'a>(env: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
@@ -181,7 +187,7 @@ pub fn managed_instances(env: &HashMap<String, String>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("lambda-managed-instances"))
 }
 
-fn invalid(var: &'static str, value: &str, allowed: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(var: &'static str, value: &str, allowed: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         var,
         value: value.to_string(),
@@ -189,7 +195,7 @@ fn invalid(var: &'static str, value: &str, allowed: impl Into<String>) -> Config
     }
 }
 
-fn parse_range<T>(
+pub(crate) fn parse_range<T>(
     value: Option<&str>,
     var: &'static str,
     default: T,

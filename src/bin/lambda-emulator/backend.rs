@@ -1,0 +1,158 @@
+//! A local test backend for the extension's network outputs, on 127.0.0.1, written on raw
+//! TCP so it can misbehave exactly: answer 200 (`healthy`), always answer a status
+//! (`status:503`), fail the first K requests and then recover (`fail:503:2`), read a request
+//! and never answer (`hang`), close every connection after one answer so a pooled connection
+//! is dead on reuse, as after a freeze (`reset`), or not exist at all (`down`).
+//! Every request it reads is recorded for the report.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+/// How the backend behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Healthy,
+    Status(u16),
+    Fail { status: u16, times: usize },
+    Hang,
+    Reset,
+    Down,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Result<Mode, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let status = |s: &str| {
+            s.parse::<u16>()
+                .map_err(|_| format!("--backend {text}: {s:?} is not a status"))
+        };
+        match parts.as_slice() {
+            ["healthy"] => Ok(Mode::Healthy),
+            ["hang"] => Ok(Mode::Hang),
+            ["reset"] => Ok(Mode::Reset),
+            ["down"] => Ok(Mode::Down),
+            ["status", s] => Ok(Mode::Status(status(s)?)),
+            ["fail", s, n] => Ok(Mode::Fail {
+                status: status(s)?,
+                times: n
+                    .parse()
+                    .map_err(|_| format!("--backend {text}: {n:?} is not a count"))?,
+            }),
+            _ => Err(format!(
+                "--backend {text:?}: expected healthy, status:N, fail:N:K, hang, reset or down"
+            )),
+        }
+    }
+}
+
+/// A running backend.
+pub struct Backend {
+    pub url: String,
+    mode: Mode,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Backend {
+    pub fn start(mode: Mode) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        if mode == Mode::Down {
+            // The port was free a moment ago and nothing listens on it now: connection refused.
+            drop(listener);
+        } else {
+            let (mode, requests) = (mode.clone(), requests.clone());
+            let count = Arc::new(AtomicUsize::new(0));
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let (mode, requests, count) = (mode.clone(), requests.clone(), count.clone());
+                    std::thread::spawn(move || serve(stream, &mode, &requests, &count));
+                }
+            });
+        }
+        Ok(Backend {
+            url,
+            mode,
+            requests,
+        })
+    }
+
+    pub fn report(&self) -> Value {
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        json!({"mode": format!("{:?}", self.mode), "url": self.url, "requests": requests})
+    }
+}
+
+fn serve(stream: TcpStream, mode: &Mode, requests: &Mutex<Vec<Value>>, count: &AtomicUsize) {
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        let status = match mode {
+            Mode::Healthy | Mode::Reset => 200,
+            Mode::Status(s) => *s,
+            Mode::Fail { status, times } if n < *times => *status,
+            Mode::Fail { .. } => 200,
+            Mode::Hang | Mode::Down => 0,
+        };
+        let mut record = request;
+        record["status"] = json!(status);
+        requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        if *mode == Mode::Hang {
+            // Hold the connection open, unanswered, until the emulator exits.
+            loop {
+                std::thread::park();
+            }
+        }
+        let answer = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+        );
+        if writer.write_all(answer.as_bytes()).is_err() || *mode == Mode::Reset {
+            return;
+        }
+    }
+}
+
+/// One HTTP/1.1 request with a Content-Length body, as `{path, headers, body}`.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Value> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok().filter(|n| *n > 0)?;
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mut headers = serde_json::Map::new();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok().filter(|n| *n > 0)?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let name = name.trim().to_ascii_lowercase();
+            if name == "content-length" {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            headers.insert(name, json!(value.trim()));
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(json!({"path": path, "headers": headers, "body": String::from_utf8_lossy(&body)}))
+}

@@ -1,0 +1,274 @@
+//! Configuration of the delivery pipeline and the network outputs (issue #4): how much may be
+//! buffered, when it is flushed, and where it goes.
+//!
+//! Header values are credentials more often than not, so they live in [`Secret`], whose `Debug`
+//! prints nothing, and no error message ever repeats them (only the header's name or position).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::{ConfigError, invalid, parse_range, value_of};
+
+pub const BUFFER_BYTES: &str = "TELEMETRY_RELAY_BUFFER_BYTES";
+pub const FLUSH: &str = "TELEMETRY_RELAY_FLUSH";
+pub const FLUSH_BUDGET_MS: &str = "TELEMETRY_RELAY_FLUSH_BUDGET_MS";
+pub const HTTP_URL: &str = "TELEMETRY_RELAY_HTTP_URL";
+pub const HTTP_HEADERS: &str = "TELEMETRY_RELAY_HTTP_HEADERS";
+pub const HTTP_TIMEOUT_MS: &str = "TELEMETRY_RELAY_HTTP_TIMEOUT_MS";
+
+/// When buffered events are sent to the network outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// As they come, off the lifecycle path: `/next` never waits.
+    Background,
+    /// Before the `/next` that ends an invocation, within the flush budget.
+    End,
+    /// Every so often, for busy functions.
+    Periodic(Duration),
+}
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The plain HTTP NDJSON output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOutput {
+    pub url: String,
+    pub headers: Vec<(String, Secret)>,
+    pub timeout: Duration,
+}
+
+/// The pipeline between the relay and the network outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    pub buffer_bytes: usize,
+    pub flush: FlushPolicy,
+    pub flush_budget: Duration,
+    pub http: Option<HttpOutput>,
+}
+
+impl Outputs {
+    pub fn parse(env: &HashMap<String, String>) -> Result<Outputs, ConfigError> {
+        let get = |name: &str| value_of(env, name);
+        let buffer_bytes = parse_range(
+            get(BUFFER_BYTES),
+            BUFFER_BYTES,
+            4 << 20,
+            256 << 10,
+            256 << 20,
+        )?;
+        let flush_budget_ms =
+            parse_range(get(FLUSH_BUDGET_MS), FLUSH_BUDGET_MS, 100u64, 1, 60_000)?;
+        let http = match get(HTTP_URL) {
+            None => None,
+            Some(url) => Some(HttpOutput {
+                url: parse_url(HTTP_URL, url)?,
+                headers: parse_headers(HTTP_HEADERS, get(HTTP_HEADERS))?,
+                timeout: Duration::from_millis(parse_range(
+                    get(HTTP_TIMEOUT_MS),
+                    HTTP_TIMEOUT_MS,
+                    5000u64,
+                    10,
+                    600_000,
+                )?),
+            }),
+        };
+        Ok(Outputs {
+            buffer_bytes,
+            flush: parse_flush(get(FLUSH))?,
+            flush_budget: Duration::from_millis(flush_budget_ms),
+            http,
+        })
+    }
+}
+
+fn parse_flush(value: Option<&str>) -> Result<FlushPolicy, ConfigError> {
+    let allowed =
+        "expected background (default), end, or periodic,<ms> with <ms> from 10 to 600000";
+    let Some(value) = value else {
+        return Ok(FlushPolicy::Background);
+    };
+    let lower = value.to_ascii_lowercase();
+    match lower.split_once(',') {
+        None if lower == "background" => Ok(FlushPolicy::Background),
+        None if lower == "end" => Ok(FlushPolicy::End),
+        Some(("periodic", ms)) => match ms.trim().parse::<u64>() {
+            Ok(ms) if (10..=600_000).contains(&ms) => {
+                Ok(FlushPolicy::Periodic(Duration::from_millis(ms)))
+            }
+            _ => Err(invalid(FLUSH, value, allowed)),
+        },
+        _ => Err(invalid(FLUSH, value, allowed)),
+    }
+}
+
+/// An `http://` URL, kept as given. (`https://` arrives with the `tls` feature, issue #4.)
+pub fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let rest = value.strip_prefix("http://");
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(value.to_string()),
+        _ => Err(invalid(
+            var,
+            value,
+            "expected an http:// URL such as http://collector.internal:4318/v1/logs \
+             (https:// is not supported by this build)",
+        )),
+    }
+}
+
+/// `key=value,key2=value2` with percent-encoded values, as `OTEL_EXPORTER_OTLP_HEADERS` uses.
+/// Errors name the variable and the entry's position, never a value.
+pub fn parse_headers(
+    var: &'static str,
+    value: Option<&str>,
+) -> Result<Vec<(String, Secret)>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let mut headers = Vec::new();
+    for (i, entry) in value
+        .split(',')
+        .enumerate()
+        .filter(|(_, e)| !e.trim().is_empty())
+    {
+        let bad = |why: &str| ConfigError::Invalid {
+            var,
+            value: "<redacted>".to_string(),
+            allowed: format!(
+                "entry {} {why}; expected name=value pairs separated by commas",
+                i + 1
+            ),
+        };
+        let (name, raw) = entry.split_once('=').ok_or_else(|| bad("has no '='"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad("has an invalid header name"));
+        }
+        let decoded = percent_decode(raw.trim()).ok_or_else(|| bad("has a bad %-escape"))?;
+        if decoded.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(bad("has a line break in its value"));
+        }
+        headers.push((name.to_string(), Secret(decoded)));
+    }
+    Ok(headers)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(pairs: &[(&str, &str)]) -> Result<Outputs, ConfigError> {
+        Outputs::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let o = outputs(&[]).unwrap();
+        assert_eq!(o.buffer_bytes, 4 << 20);
+        assert_eq!(o.flush, FlushPolicy::Background);
+        assert_eq!(o.flush_budget, Duration::from_millis(100));
+        assert_eq!(o.http, None);
+    }
+
+    #[test]
+    fn flush_policies() {
+        assert_eq!(outputs(&[(FLUSH, "END")]).unwrap().flush, FlushPolicy::End);
+        assert_eq!(
+            outputs(&[(FLUSH, "periodic,250")]).unwrap().flush,
+            FlushPolicy::Periodic(Duration::from_millis(250))
+        );
+        for bad in ["sometimes", "periodic", "periodic,5", "periodic,x"] {
+            let e = outputs(&[(FLUSH, bad)]).unwrap_err().to_string();
+            assert!(
+                e.contains("expected background (default), end, or periodic,<ms>"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_output_with_headers() {
+        let o = outputs(&[
+            (HTTP_URL, "http://127.0.0.1:9999/ingest"),
+            (
+                HTTP_HEADERS,
+                "Authorization=Bearer%20s3cr3t, x-team = payments",
+            ),
+        ])
+        .unwrap();
+        let http = o.http.unwrap();
+        assert_eq!(http.url, "http://127.0.0.1:9999/ingest");
+        assert_eq!(http.headers[0].0, "Authorization");
+        assert_eq!(http.headers[0].1, Secret("Bearer s3cr3t".to_string()));
+        assert_eq!(
+            http.headers[1],
+            ("x-team".to_string(), Secret("payments".to_string()))
+        );
+        assert_eq!(http.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let o = outputs(&[(HTTP_URL, "http://h:1/"), (HTTP_HEADERS, "api-key=s3cr3t")]).unwrap();
+        assert!(!format!("{o:?}").contains("s3cr3t"));
+        for bad in [
+            "api-key",
+            "api key=s3cr3t",
+            "k=s3cr3t%zz",
+            "k=s3cr3t%0Aevil",
+        ] {
+            let e = outputs(&[(HTTP_URL, "http://h:1/"), (HTTP_HEADERS, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("s3cr3t")
+                    && e.starts_with("TELEMETRY_RELAY_HTTP_HEADERS=\"<redacted>\""),
+                "{e}"
+            );
+            assert!(e.contains("entry 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        for bad in ["ftp://x", "http://", "collector:4318", "https://collector"] {
+            let e = outputs(&[(HTTP_URL, bad)]).unwrap_err().to_string();
+            assert!(e.contains("expected an http:// URL"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! One sender thread per network output: it POSTs what the relay encoded and reports back.
+//!
+//! The relay must never wait on a network, so each output gets a thread of its own, fed one
+//! request at a time; a black-holed backend then stalls only its own output. The HTTP client
+//! is built on the first request, never during Init (SPEC.md trap 9). Every call is bounded:
+//! by the output's timeout, and by the request's deadline (the flush budget, or the SHUTDOWN
+//! deadline). A connection that died while the environment was frozen is retried once at once
+//! on a fresh connection (trap 6); 5xx, 429 and 408 are retried with capped backoff until the
+//! deadline, then handed back to be re-queued; any other 4xx is final.
+
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::outputs::Secret;
+use crate::pipeline::Msg;
+
+/// Where and how one output sends.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub headers: Vec<(String, Secret)>,
+    pub content_type: &'static str,
+    pub timeout: Duration,
+}
+
+/// One encoded request.
+#[derive(Debug)]
+pub struct Request {
+    pub body: Vec<u8>,
+    /// The buffer position after the last event in `body`.
+    pub end_seq: u64,
+    pub events: u64,
+    pub deadline: Instant,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted (2xx).
+    Sent,
+    /// Refused for good (4xx other than 408/429): the events are dropped, counted.
+    Rejected(u16),
+    /// Not accepted before the deadline (5xx, 429, timeout, connection refused…): re-queue.
+    Retry(String),
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_CAP: Duration = Duration::from_secs(1);
+
+/// Starts output `index`'s sender; results come back on the relay's channel.
+pub fn spawn(
+    index: usize,
+    endpoint: Endpoint,
+    results: Sender<Msg>,
+) -> std::io::Result<(SyncSender<Request>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(format!("sender-{index}"))
+        .spawn(move || serve(index, &endpoint, &rx, &results))?;
+    Ok((tx, thread))
+}
+
+fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Sender<Msg>) {
+    let mut agent = None;
+    while let Ok(request) = rx.recv() {
+        let agent = agent.get_or_insert_with(build_agent);
+        let outcome = send(agent, endpoint, &request);
+        let reply = Msg::Delivered {
+            output: index,
+            end_seq: request.end_seq,
+            events: request.events,
+            outcome,
+        };
+        if results.send(reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn build_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// POSTs `request`, retrying as the module doc says, never past its deadline.
+pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, request: &Request) -> Outcome {
+    let mut backoff = BACKOFF_START;
+    let mut fresh_connection_tried = false;
+    loop {
+        let left = request.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Outcome::Retry("deadline reached".to_string());
+        }
+        let why = match attempt(agent, endpoint, request, left.min(endpoint.timeout)) {
+            Ok(status) if (200..300).contains(&status) => return Outcome::Sent,
+            Ok(status) if status == 408 || status == 429 || status >= 500 => {
+                format!("HTTP {status}")
+            }
+            Ok(status) => return Outcome::Rejected(status),
+            Err(e) if is_dead_connection(&e) && !fresh_connection_tried => {
+                fresh_connection_tried = true;
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() + backoff >= request.deadline {
+            return Outcome::Retry(why);
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_CAP);
+    }
+}
+
+fn attempt(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    request: &Request,
+    timeout: Duration,
+) -> Result<u16, ureq::Error> {
+    let mut call = agent
+        .post(&endpoint.url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("Content-Type", endpoint.content_type);
+    for (name, Secret(value)) in &endpoint.headers {
+        call = call.header(name.as_str(), value.as_str());
+    }
+    let mut response = call.send(&request.body[..])?;
+    // Read the (small) answer so the connection can be reused.
+    let _ = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec();
+    Ok(response.status().as_u16())
+}
+
+/// A pooled connection that went away, typically across a freeze.
+fn is_dead_connection(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match error {
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+        ),
+        ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,40 @@
+//! The plain HTTP output: batches of events as NDJSON, one event per line, as received
+//! (whitespace removed), `Content-Type: application/x-ndjson`.
+
+use crate::delivery::Encoder;
+use crate::telemetry::event::Event;
+use crate::telemetry::text::compact_into;
+
+/// NDJSON request bodies.
+pub struct Ndjson;
+
+impl Encoder for Ndjson {
+    fn content_type(&self) -> &'static str {
+        "application/x-ndjson"
+    }
+
+    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+        compact_into(event.raw, out);
+        out.push(b'\n');
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::event::parse;
+
+    #[test]
+    fn one_compact_event_per_line() {
+        let parsed = parse(br#"[{"time": "t", "type": "function", "record": "a\n"}, {"time":"t","type":"x","record":{ "k" : 1 }}]"#.to_vec());
+        let mut out = Vec::new();
+        for (i, event) in parsed.batch.events().enumerate() {
+            assert!(Ndjson.event(&event, i == 0, &mut out));
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"time\":\"t\",\"type\":\"function\",\"record\":\"a\\n\"}\n{\"time\":\"t\",\"type\":\"x\",\"record\":{\"k\":1}}\n"
+        );
+    }
+}

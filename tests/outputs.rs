@@ -1,0 +1,204 @@
+//! The network outputs against local test backends (issue #4): every event reaches a healthy
+//! or recovering backend exactly once; a backend that never accepts costs counted drops, never
+//! a held `/next`, a crash or a SIGKILL; a 4xx is not retried.
+
+// Tests may unwrap and panic: a failed expectation is what should stop them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::Value;
+use support::{Run, without_own_echoes};
+
+const URL: &str = "TELEMETRY_RELAY_HTTP_URL={backend}/ingest";
+
+fn run(mode: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--invokes",
+        "3",
+        "--freeze",
+        "--backend",
+        mode,
+        "--env",
+        URL,
+        "--env",
+        "TELEMETRY_RELAY_HTTP_TIMEOUT_MS=300",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ];
+    args.extend_from_slice(extra);
+    Run::new(&args)
+}
+
+/// The events the backend accepted (answered 2xx), one per NDJSON line.
+fn accepted(run: &Run) -> Vec<Value> {
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut events = Vec::new();
+    for request in requests.iter().filter(|r| r["status"] == 200) {
+        run.check(
+            request["headers"]["content-type"] == "application/x-ndjson",
+            "NDJSON content type",
+        );
+        for line in request["body"].as_str().unwrap_or_default().lines() {
+            let event = serde_json::from_str(line);
+            run.check(
+                event.is_ok(),
+                &format!("each line is one JSON event: {line:?}"),
+            );
+            events.push(event.unwrap_or_default());
+        }
+    }
+    events
+}
+
+/// `name=value` from the `output http:` summary line.
+fn output_counter(run: &Run, name: &str) -> u64 {
+    let line = run
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("INFO output http:"))
+        .unwrap_or_default();
+    let value = line
+        .split(&format!(" {name}="))
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok());
+    run.check(value.is_some(), &format!("the output summary has {name}"));
+    value.unwrap_or(0)
+}
+
+fn assert_each_event_accepted_once(run: &Run) {
+    let expected = without_own_echoes(&run.delivered());
+    let accepted = accepted(run);
+    for event in &expected {
+        let n = accepted.iter().filter(|a| *a == event).count();
+        run.check(n == 1, &format!("{event} accepted once, not {n} times"));
+    }
+    run.check(accepted.len() == expected.len(), "nothing else was sent");
+    run.check(
+        output_counter(run, "sent") == expected.len() as u64,
+        "sent counts them",
+    );
+    run.check(output_counter(run, "dropped") == 0, "nothing dropped");
+}
+
+/// Every invoke got its `/next` and the extension exited by itself before the deadline.
+fn assert_function_unharmed(run: &Run) {
+    run.check(
+        run.report["post_runtime_ms"].as_array().map_or(0, Vec::len) == 3,
+        "every invoke served",
+    );
+    run.assert_clean_exit();
+}
+
+#[test]
+fn a_healthy_backend_gets_every_event_once_with_its_headers() {
+    let run = run(
+        "healthy",
+        &[
+            "--env",
+            "TELEMETRY_RELAY_HTTP_HEADERS=x-api-key=s3cr3t,x-team=a%2Cb",
+        ],
+    );
+    assert_each_event_accepted_once(&run);
+    let request = &run.report["backend"]["requests"][0];
+    run.check(
+        request["headers"]["x-api-key"] == "s3cr3t" && request["headers"]["x-team"] == "a,b",
+        "headers sent, decoded",
+    );
+    run.check(
+        !run.stderr().iter().any(|l| l.contains("s3cr3t")),
+        "the secret is never printed",
+    );
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_recovering_backend_loses_nothing() {
+    let run = run("fail:503:2", &[]);
+    assert_each_event_accepted_once(&run);
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_connection_closed_while_frozen_is_retried_on_a_fresh_one() {
+    let run = run("reset", &[]);
+    assert_each_event_accepted_once(&run);
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_backend_that_never_accepts_costs_counted_drops_only() {
+    for mode in ["status:429", "status:503", "hang", "down"] {
+        let run = run(mode, &[]);
+        let expected = without_own_echoes(&run.delivered()).len() as u64;
+        run.check(
+            accepted(&run).is_empty(),
+            &format!("{mode}: nothing accepted"),
+        );
+        run.check(output_counter(&run, "sent") == 0, "nothing counted as sent");
+        run.check(
+            output_counter(&run, "dropped") == expected,
+            &format!("{mode}: every event counted as dropped"),
+        );
+        run.check(
+            output_counter(&run, "failed_sends") > 0,
+            "failed sends counted",
+        );
+        // The other output is untouched: stdout still has every event.
+        run.check(
+            run.stdout().len() as u64 == expected,
+            "stdout relayed everything meanwhile",
+        );
+        assert_function_unharmed(&run);
+    }
+}
+
+#[test]
+fn a_client_error_is_not_retried() {
+    let run = run("status:400", &[]);
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    run.check(
+        output_counter(&run, "failed_sends") == requests,
+        "one attempt per request",
+    );
+    run.check(
+        output_counter(&run, "rejected") == without_own_echoes(&run.delivered()).len() as u64,
+        "all rejected, counted",
+    );
+    run.check(
+        run.stderr()
+            .iter()
+            .filter(|l| l.contains("HTTP 400"))
+            .count()
+            == 1,
+        "one warning",
+    );
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_config_mistake_in_an_output_fails_init() {
+    let run = Run::new(&[
+        "--env",
+        "TELEMETRY_RELAY_HTTP_URL=collector:4318",
+        "--env",
+        "TELEMETRY_RELAY_HTTP_HEADERS=x-api-key=s3cr3t",
+    ]);
+    let body = run.report["errors"][0]["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    run.check(
+        body.contains(
+            "TELEMETRY_RELAY_HTTP_URL=\\\"collector:4318\\\" is not valid: expected an http:// URL",
+        ),
+        &body,
+    );
+    run.check(run.report["exit_code"] == 1, "exits 1");
+}
