@@ -30,6 +30,7 @@ use config::Config;
 use lambda::RuntimeApi;
 use lambda::extensions::{self, NextEvent};
 use lambda::telemetry_api::{self, Subscription};
+use pipeline::flush::FlushReport;
 use pipeline::{Msg, Relay};
 
 /// How often a lost Runtime API connection is retried before it is taken as SHUTDOWN.
@@ -115,6 +116,9 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
     let server: Arc<OnceLock<Arc<tiny_http::Server>>> = Arc::default();
     let (last_batch_tx, last_batch_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel();
+    let (flushed_tx, flushed_rx) = mpsc::channel();
+    let flushed = pipeline::waits_for_flush(config).then_some(flushed_rx);
+    let flushed_tx = flushed.is_some().then_some(flushed_tx);
     let relay = {
         let (config, server, tx) = (config.clone(), server.clone(), tx.clone());
         let socket = subscribed.then_some(socket);
@@ -136,7 +140,7 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
                 }
             });
             // The relay's own sender is for the network outputs' results.
-            Relay::new(&config, backlog, tx).run(rx, last_batch_tx);
+            Relay::new(&config, backlog, tx, flushed_tx).run(rx, last_batch_tx);
             if let Some(thread) = listener {
                 let _ = thread.join();
             }
@@ -152,7 +156,7 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fa
             during_init: true,
         })?;
 
-    let deadline = lifecycle(api, id, &tx)?;
+    let deadline = lifecycle(api, id, &tx, flushed.as_ref())?;
 
     // SHUTDOWN: the relay waits for the last batch, bounded by the deadline; so do we.
     let _ = tx.send(Msg::Shutdown { deadline });
@@ -194,13 +198,30 @@ fn subscribe(api: &RuntimeApi, id: &str, name: &str, config: &Config, port: u16)
 }
 
 /// Serves `/next` until SHUTDOWN; returns the SHUTDOWN deadline.
-fn lifecycle(api: &RuntimeApi, id: &str, tx: &mpsc::Sender<Msg>) -> Result<SystemTime, Fatal> {
+///
+/// Under the `end` flush policy (`flushed` is set), the `/next` that ends an invocation waits
+/// for the relay's report that its data is out, which the relay bounds by the flush budget;
+/// the invocation's own deadline bounds the wait here as well.
+fn lifecycle(
+    api: &RuntimeApi,
+    id: &str,
+    tx: &mpsc::Sender<Msg>,
+    flushed: Option<&mpsc::Receiver<FlushReport>>,
+) -> Result<SystemTime, Fatal> {
     let mut failures = 0;
     loop {
         match extensions::next(api, id) {
-            Ok(NextEvent::Invoke { request_id }) => {
+            Ok(NextEvent::Invoke {
+                request_id,
+                deadline,
+            }) => {
                 failures = 0;
-                let _ = tx.send(Msg::Invoke { request_id });
+                let _ = tx.send(Msg::Invoke {
+                    request_id: request_id.clone(),
+                });
+                if let Some(flushed) = flushed {
+                    wait_for_flush(flushed, &request_id, deadline);
+                }
             }
             Ok(NextEvent::Shutdown { reason, deadline }) => {
                 info!("SHUTDOWN ({})", reason.as_str());
@@ -225,6 +246,20 @@ fn lifecycle(api: &RuntimeApi, id: &str, tx: &mpsc::Sender<Msg>) -> Result<Syste
                     during_init: false,
                 });
             }
+        }
+    }
+}
+
+/// Waits for the relay's report on `request_id`, skipping late reports on earlier ones.
+fn wait_for_flush(flushed: &mpsc::Receiver<FlushReport>, request_id: &str, deadline: SystemTime) {
+    loop {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        match flushed.recv_timeout(left) {
+            Ok(report) if report.request_id == request_id => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }

@@ -202,3 +202,50 @@ fn a_config_mistake_in_an_output_fails_init() {
     );
     run.check(run.report["exit_code"] == 1, "exits 1");
 }
+
+/// The `invocation …: held … flushed … deferred N` lines, as their `deferred` counts.
+fn flush_reports(run: &Run) -> Vec<u64> {
+    run.stderr()
+        .iter()
+        .filter(|l| l.contains("INFO invocation ") && l.contains(" held "))
+        .filter_map(|l| {
+            l.rsplit("deferred ")
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn flushing_at_the_end_sends_each_invocation_before_its_next() {
+    let run = run("healthy", &["--env", "TELEMETRY_RELAY_FLUSH=end"]);
+    run.check(
+        run.report["backend_had_invoke_before_next"] == serde_json::json!([true, true, true]),
+        "each invocation's lines were accepted before the /next that ended it",
+    );
+    run.check(
+        flush_reports(&run) == vec![0, 0, 0],
+        "each invocation's cost reported, nothing deferred",
+    );
+    assert_each_event_accepted_once(&run);
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn flushing_at_the_end_never_holds_next_past_the_budget() {
+    let run = run("hang", &["--env", "TELEMETRY_RELAY_FLUSH=end"]);
+    let reports = flush_reports(&run);
+    // /next came for every invoke although nothing could be sent: the budget ended each wait.
+    run.check(
+        reports.len() == 3 && reports.iter().all(|d| *d > 0),
+        "each wait ended with its data deferred",
+    );
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn periodic_flushing_delivers_everything() {
+    let run = run("healthy", &["--env", "TELEMETRY_RELAY_FLUSH=periodic,50"]);
+    assert_each_event_accepted_once(&run);
+    assert_function_unharmed(&run);
+}

@@ -149,16 +149,26 @@ impl Config {
             min_body,
             256 * 1024 * 1024,
         )?;
+        let types = parse_types(get(TYPES))?;
+        let outputs = Outputs::parse(env)?;
+        if outputs.flush == outputs::FlushPolicy::End && !types.contains(&TelemetryType::Platform) {
+            return Err(invalid(
+                outputs::FLUSH,
+                get(outputs::FLUSH).unwrap_or_default(),
+                "end waits for each invocation's platform.runtimeDone, so TELEMETRY_RELAY_TYPES \
+                 must include platform; use background or periodic,<ms> without it",
+            ));
+        }
         Ok(Config {
             runtime_api,
             managed_instances,
-            types: parse_types(get(TYPES))?,
+            types,
             buffering,
             listen: parse_listen(get(LISTEN))?,
             max_body_bytes,
             stdout_format: parse_stdout_format(get(STDOUT_FORMAT))?,
             log_level: parse_log_level(get(LOG))?,
-            outputs: Outputs::parse(env)?,
+            outputs,
         })
     }
 
@@ -435,6 +445,16 @@ mod tests {
             assert!(message.starts_with(&head), "{message}");
             assert!(message.contains(allowed), "{message} lacks {allowed}");
         }
+    }
+
+    #[test]
+    fn flushing_at_the_end_needs_platform_events() {
+        let message = error_of(&[(TYPES, "function"), (outputs::FLUSH, "end")]);
+        assert!(
+            message.starts_with("TELEMETRY_RELAY_FLUSH=\"end\" is not valid: end waits for"),
+            "{message}"
+        );
+        assert!(Config::parse(&env(&[(outputs::FLUSH, "end")])).is_ok());
     }
 
     #[test]

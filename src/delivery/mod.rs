@@ -44,6 +44,8 @@ pub trait Encoder: Send {
 pub struct OutputStats {
     /// Events the backend accepted.
     pub sent: u64,
+    /// Bytes of request bodies the backend accepted.
+    pub sent_bytes: u64,
     /// Requests that failed (re-queued or rejected).
     pub failed_sends: u64,
     /// Events the backend refused for good (4xx).
@@ -252,7 +254,14 @@ impl Delivery {
     }
 
     /// A sender thread's result.
-    pub fn delivered(&mut self, index: usize, end_seq: u64, events: u64, outcome: Outcome) {
+    pub fn delivered(
+        &mut self,
+        index: usize,
+        end_seq: u64,
+        events: u64,
+        bytes: u64,
+        outcome: Outcome,
+    ) {
         let Some(output) = self.outputs.get_mut(index) else {
             return;
         };
@@ -260,6 +269,7 @@ impl Delivery {
         match outcome {
             Outcome::Sent => {
                 output.stats.sent += events;
+                output.stats.sent_bytes += bytes;
                 output.cursor = output.cursor.max(end_seq);
                 output.retry_at = None;
                 output.retry_pause = RETRY_PAUSE;
@@ -294,9 +304,33 @@ impl Delivery {
 
     /// Whether every output has sent everything buffered.
     pub fn idle(&self) -> bool {
+        self.caught_up(self.next_seq) && self.outputs.iter().all(|o| !o.in_flight)
+    }
+
+    /// The position after the last buffered event.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether every output has had every event before `seq` accepted (or settled).
+    pub fn caught_up(&self, seq: u64) -> bool {
+        self.outputs.iter().all(|o| o.cursor >= seq)
+    }
+
+    /// Events not yet settled by the slowest output, of those before `seq`.
+    pub fn behind(&self, seq: u64) -> u64 {
         self.outputs
             .iter()
-            .all(|o| !o.in_flight && o.cursor >= self.next_seq)
+            .map(|o| seq.saturating_sub(o.cursor))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Events and bytes accepted so far, over all outputs.
+    pub fn totals(&self) -> (u64, u64) {
+        self.outputs.iter().fold((0, 0), |(e, b), o| {
+            (e + o.stats.sent, b + o.stats.sent_bytes)
+        })
     }
 
     /// At exit: what could not be sent counts as dropped.
@@ -365,10 +399,10 @@ mod tests {
         let mut d = delivery(1 << 20);
         let (b, kept) = batch(3);
         d.push(b, kept);
-        d.delivered(0, 3, 3, Outcome::Sent);
+        d.delivered(0, 3, 3, 10, Outcome::Sent);
         assert_eq!(d.entries.len(), 1);
         assert!(!d.idle());
-        d.delivered(1, 3, 3, Outcome::Sent);
+        d.delivered(1, 3, 3, 10, Outcome::Sent);
         assert!(d.entries.is_empty() && d.bytes == 0 && d.idle());
         assert_eq!(d.stats()[0].1.sent, 3);
     }
@@ -380,7 +414,7 @@ mod tests {
         let limit = (b.footprint() + 64) * 2;
         let mut d = delivery(limit);
         d.push(b, kept);
-        d.delivered(0, 2, 2, Outcome::Sent);
+        d.delivered(0, 2, 2, 10, Outcome::Sent);
         for _ in 0..3 {
             let (b, kept) = batch(2);
             d.push(b, kept);
@@ -397,8 +431,8 @@ mod tests {
         let mut d = delivery(1 << 20);
         let (b, kept) = batch(4);
         d.push(b, kept);
-        d.delivered(0, 4, 4, Outcome::Retry("HTTP 503".into()));
-        d.delivered(1, 4, 4, Outcome::Rejected(400));
+        d.delivered(0, 4, 4, 10, Outcome::Retry("HTTP 503".into()));
+        d.delivered(1, 4, 4, 10, Outcome::Rejected(400));
         let stats = d.stats();
         assert_eq!((stats[0].1.sent, stats[0].1.failed_sends), (0, 1));
         assert_eq!(d.outputs[0].cursor, 0);

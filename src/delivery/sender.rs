@@ -70,6 +70,7 @@ fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Se
             output: index,
             end_seq: request.end_seq,
             events: request.events,
+            bytes: request.body.len() as u64,
             outcome,
         };
         if results.send(reply).is_err() {

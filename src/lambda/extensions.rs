@@ -51,8 +51,10 @@ impl ShutdownReason {
 /// One answer of `GET /event/next`.
 #[derive(Debug, PartialEq)]
 pub enum NextEvent {
+    /// `deadline` is the function timeout (now + 1.5 s if Lambda sent none).
     Invoke {
         request_id: String,
+        deadline: SystemTime,
     },
     /// `deadline` is the wall-clock time Lambda SIGKILLs us.
     Shutdown {
@@ -140,6 +142,7 @@ pub fn parse_next(body: &str, now: SystemTime) -> Option<NextEvent> {
     if kind.eq_ignore_ascii_case("INVOKE") {
         return Some(NextEvent::Invoke {
             request_id: string_of(wire.request_id).unwrap_or_default(),
+            deadline: deadline_of(wire.deadline_ms.as_ref(), now),
         });
     }
     if kind.eq_ignore_ascii_case("SHUTDOWN") {
@@ -205,7 +208,8 @@ mod tests {
         assert_eq!(
             parse_next(body, at(0)),
             Some(NextEvent::Invoke {
-                request_id: "e5935a8e-2461-4d6a-9c9b-f0437d2e85f8".to_string()
+                request_id: "e5935a8e-2461-4d6a-9c9b-f0437d2e85f8".to_string(),
+                deadline: at(1_773_480_073_124),
             })
         );
     }
@@ -272,7 +276,8 @@ mod tests {
         assert_eq!(
             parse_next(r#"{"eventType":"invoke","requestId":7}"#, at(0)),
             Some(NextEvent::Invoke {
-                request_id: String::new()
+                request_id: String::new(),
+                deadline: at(1500),
             })
         );
         assert_eq!(

@@ -81,6 +81,14 @@ impl Backend {
         })
     }
 
+    /// Whether a request the backend answered 200 contained `text`.
+    pub fn accepted(&self, text: &str) -> bool {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests
+            .iter()
+            .any(|r| r["status"] == 200 && r["body"].as_str().is_some_and(|b| b.contains(text)))
+    }
+
     pub fn report(&self) -> Value {
         let requests = self
             .requests

@@ -91,12 +91,14 @@ pub fn run(options: &Options) -> Result<Value, String> {
 
     let mut run = Run {
         options,
+        backend: test_backend.as_ref(),
         api: &api,
         telemetry: &telemetry,
         ext: &ext,
         output: &output,
         nonce,
-        report: json!({"extension": options.extension, "lmi": options.lmi, "post_runtime_ms": [], "invokes": []}),
+        report: json!({"extension": options.extension, "lmi": options.lmi, "post_runtime_ms": [], "invokes": [],
+            "backend_had_invoke_before_next": []}),
     };
     if run.init(init_type) {
         run.invocations();
@@ -141,6 +143,7 @@ pub fn run(options: &Options) -> Result<Value, String> {
 
 struct Run<'a> {
     options: &'a Options,
+    backend: Option<&'a backend::Backend>,
     api: &'a Api,
     telemetry: &'a Telemetry,
     ext: &'a Extension,
@@ -298,6 +301,14 @@ impl Run<'_> {
                 return false;
             };
             self.ext.sample();
+            if let Some(backend) = self.backend {
+                // Under the `end` flush policy this invocation's lines must be out by now.
+                let marker = format!("marker fn-{}-{i}-", self.nonce);
+                push(
+                    &mut self.report["backend_had_invoke_before_next"],
+                    json!(backend.accepted(&marker)),
+                );
+            }
             let post_runtime = next_at.saturating_duration_since(runtime_done);
             push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
         }

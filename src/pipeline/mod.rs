@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod flush;
+
 use crate::config::{Config, TelemetryType};
 use crate::delivery::Delivery;
 use crate::delivery::sender::{Endpoint, Outcome};
@@ -27,6 +29,7 @@ use crate::sinks::stdout::StdoutSink;
 use crate::telemetry::echo::EchoGuard;
 use crate::telemetry::event::{Kind, Parsed};
 use crate::{debug, info, warn};
+use flush::{Flush, FlushReport};
 
 /// Time kept in hand before the SHUTDOWN deadline for draining and exiting.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
@@ -69,6 +72,7 @@ pub enum Msg {
         output: usize,
         end_seq: u64,
         events: u64,
+        bytes: u64,
         outcome: Outcome,
     },
 }
@@ -105,11 +109,18 @@ pub struct Relay {
     listener_closed: bool,
     /// After SHUTDOWN: when we must be done.
     hard_stop: Option<Instant>,
+    flush: Flush,
 }
 
 impl Relay {
-    /// `results` is a sender on the relay's own channel, for the network outputs' results.
-    pub fn new(config: &Config, backlog: Backlog, results: Sender<Msg>) -> Relay {
+    /// `results` is a sender on the relay's own channel, for the network outputs' results;
+    /// `flushed` is `main`'s end of the `end` flush policy's wait (see [`waits_for_flush`]).
+    pub fn new(
+        config: &Config,
+        backlog: Backlog,
+        results: Sender<Msg>,
+        flushed: Option<Sender<FlushReport>>,
+    ) -> Relay {
         let stdout = StdoutSink::new(config.stdout_format);
         let echoes = stdout.is_some() && config.subscribes(TelemetryType::Extension);
         Relay {
@@ -129,6 +140,7 @@ impl Relay {
                 .map_or(Duration::ZERO, |h| h.timeout * 3),
             listener_closed: false,
             hard_stop: None,
+            flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
         }
     }
 
@@ -136,7 +148,11 @@ impl Relay {
     pub fn run(mut self, rx: Receiver<Msg>, last_batch_in: Sender<()>) -> Stats {
         loop {
             self.pump();
-            match rx.recv_timeout(SIGNAL_POLL) {
+            let wait = self
+                .flush
+                .wake_in(Instant::now())
+                .map_or(SIGNAL_POLL, |w| w.min(SIGNAL_POLL));
+            match rx.recv_timeout(wait) {
                 Ok(Msg::Shutdown { deadline }) => {
                     self.wait_for_last_batch(&rx, deadline);
                     let _ = last_batch_in.send(());
@@ -162,7 +178,7 @@ impl Relay {
     fn finish(&mut self, rx: &Receiver<Msg>) {
         let hard_stop = self.hard_stop.unwrap_or_else(Instant::now);
         loop {
-            self.pump();
+            self.send_now(hard_stop);
             let outputs_idle = self.delivery.as_ref().is_none_or(Delivery::idle);
             if self.listener_closed && outputs_idle {
                 break;
@@ -182,10 +198,23 @@ impl Relay {
         }
     }
 
-    /// Hands requests to idle network outputs.
+    /// Hands requests to idle network outputs when the flush policy allows, and answers an
+    /// `end` flush that is done.
     fn pump(&mut self) {
-        let deadline = Instant::now() + self.request_budget;
-        let deadline = self.hard_stop.map_or(deadline, |stop| deadline.min(stop));
+        let now = Instant::now();
+        let mut deadline = now + self.request_budget;
+        if let Some(stop) = self.hard_stop.or(self.flush.deadline()) {
+            deadline = deadline.min(stop);
+        }
+        if self.flush.may_send(now) {
+            self.send_now(deadline);
+        }
+        if let Some(delivery) = &self.delivery {
+            self.flush.check(delivery);
+        }
+    }
+
+    fn send_now(&mut self, deadline: Instant) {
         if let Some(delivery) = &mut self.delivery {
             delivery.pump(deadline);
         }
@@ -202,14 +231,18 @@ impl Relay {
                 output,
                 end_seq,
                 events,
+                bytes,
                 outcome,
             } => {
                 if let Some(delivery) = &mut self.delivery {
-                    delivery.delivered(output, end_seq, events, outcome);
+                    delivery.delivered(output, end_seq, events, bytes, outcome);
                 }
             }
             Msg::Invoke { request_id } => {
                 self.stats.invokes += 1;
+                if let Some(delivery) = &self.delivery {
+                    self.flush.invoked(request_id.clone(), delivery);
+                }
                 self.expect_report(request_id);
             }
             Msg::Shutdown { .. } => {}
@@ -240,8 +273,12 @@ impl Relay {
             return;
         }
         debug!("batch of {} events", parsed.batch.len());
+        let mut runtime_done = Vec::new();
         for event in parsed.batch.events() {
             match event.kind {
+                Kind::RuntimeDone => {
+                    runtime_done.extend(event.request_id().map(|id| id.into_owned()))
+                }
                 Kind::Start => {
                     if let Some(id) = event.request_id() {
                         self.expect_report(id.into_owned());
@@ -273,6 +310,9 @@ impl Relay {
         self.write_stdout(&parsed, &kept);
         if let Some(delivery) = &mut self.delivery {
             delivery.push(parsed.batch, kept);
+            for request_id in runtime_done {
+                self.flush.runtime_done(request_id, delivery);
+            }
         }
     }
 
@@ -389,6 +429,12 @@ impl Relay {
     }
 }
 
+/// Whether `main` must wait for a [`FlushReport`] before the `/next` that ends an invocation.
+pub fn waits_for_flush(config: &Config) -> bool {
+    config.outputs.flush == crate::config::outputs::FlushPolicy::End
+        && config.outputs.http.is_some()
+}
+
 /// The network outputs the config asks for; `None` if there are none.
 fn network_outputs(config: &Config, results: Sender<Msg>) -> Option<Delivery> {
     let mut delivery = Delivery::new(config.outputs.buffer_bytes, results);
@@ -424,7 +470,12 @@ mod tests {
         );
         let config = Config::parse(&env).unwrap();
         assert_eq!(config.stdout_format, StdoutFormat::None);
-        Relay::new(&config, Backlog::default(), std::sync::mpsc::channel().0)
+        Relay::new(
+            &config,
+            Backlog::default(),
+            std::sync::mpsc::channel().0,
+            None,
+        )
     }
 
     fn post(body: &str) -> Msg {
