@@ -2,7 +2,7 @@
 # rustup targets and components, Debian packages, and AWS's RIE from the aws-sam-cli wheel.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
-.PHONY: run test layer bench clean tools musl-x86 musl-arm rie
+.PHONY: run test layer bench clean tools musl-x86 musl-arm rie pydeps
 
 X86 := x86_64-unknown-linux-musl
 ARM := aarch64-unknown-linux-musl
@@ -44,9 +44,16 @@ $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
 	unzip -o -j -q $(RIE_DIR)/wheel/*.whl samcli/local/rapid/aws-lambda-rie-$(RIE_ARCH) -d $(RIE_DIR)
 	chmod 755 $@
 
+# Third-party validators the output tests run (tests/validate/), in a venv of their own.
+PY := target/py/bin/python
+pydeps: $(PY)
+$(PY):
+	python3 -m venv target/py
+	$(PY) -m pip install --quiet --disable-pip-version-check jsonschema==4.26.0
+
 # Formatting, lints, unit and integration tests; then the release binary under AWS's RIE
 # (shown with --nocapture so a skip and its reason are visible).
-test: tools musl-x86 rie
+test: tools musl-x86 rie pydeps
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo build --release --target $(X86) --bin telemetry-relay

@@ -19,6 +19,8 @@ pub use outputs::Outputs;
 
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+pub const FUNCTION_VERSION: &str = "AWS_LAMBDA_FUNCTION_VERSION";
 pub const TYPES: &str = "TELEMETRY_RELAY_TYPES";
 pub const BATCH_TIMEOUT_MS: &str = "TELEMETRY_RELAY_BATCH_TIMEOUT_MS";
 pub const BATCH_MAX_BYTES: &str = "TELEMETRY_RELAY_BATCH_MAX_BYTES";
@@ -83,6 +85,9 @@ pub struct Config {
     pub log_level: Level,
     /// The network outputs and the buffer in front of them.
     pub outputs: Outputs,
+    /// `AWS_LAMBDA_FUNCTION_NAME` and `_VERSION`, for the metrics' dimensions.
+    pub function_name: String,
+    pub function_version: String,
 }
 
 /// A configuration mistake, worded for the person who set the variable.
@@ -151,6 +156,13 @@ impl Config {
         )?;
         let types = parse_types(get(TYPES))?;
         let outputs = Outputs::parse(env)?;
+        if outputs.emf.is_some() && !types.contains(&TelemetryType::Platform) {
+            return Err(invalid(
+                outputs::EMF,
+                get(outputs::EMF).unwrap_or_default(),
+                "EMF metrics come from platform events, so TELEMETRY_RELAY_TYPES must include platform",
+            ));
+        }
         if outputs.flush == outputs::FlushPolicy::End && !types.contains(&TelemetryType::Platform) {
             return Err(invalid(
                 outputs::FLUSH,
@@ -169,6 +181,8 @@ impl Config {
             stdout_format: parse_stdout_format(get(STDOUT_FORMAT))?,
             log_level: parse_log_level(get(LOG))?,
             outputs,
+            function_name: get(FUNCTION_NAME).unwrap_or("unknown").to_string(),
+            function_version: get(FUNCTION_VERSION).unwrap_or("$LATEST").to_string(),
         })
     }
 

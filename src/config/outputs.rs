@@ -16,6 +16,32 @@ pub const FLUSH_BUDGET_MS: &str = "TELEMETRY_RELAY_FLUSH_BUDGET_MS";
 pub const HTTP_URL: &str = "TELEMETRY_RELAY_HTTP_URL";
 pub const HTTP_HEADERS: &str = "TELEMETRY_RELAY_HTTP_HEADERS";
 pub const HTTP_TIMEOUT_MS: &str = "TELEMETRY_RELAY_HTTP_TIMEOUT_MS";
+pub const EMF: &str = "TELEMETRY_RELAY_EMF";
+pub const EMF_NAMESPACE: &str = "TELEMETRY_RELAY_EMF_NAMESPACE";
+pub const EMF_DIMENSIONS: &str = "TELEMETRY_RELAY_EMF_DIMENSIONS";
+
+/// A dimension the EMF output can attach to its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmfDimension {
+    FunctionName,
+    FunctionVersion,
+}
+
+impl EmfDimension {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmfDimension::FunctionName => "FunctionName",
+            EmfDimension::FunctionVersion => "FunctionVersion",
+        }
+    }
+}
+
+/// CloudWatch metrics as EMF documents on stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfOutput {
+    pub namespace: String,
+    pub dimension_sets: Vec<Vec<EmfDimension>>,
+}
 
 /// When buffered events are sent to the network outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +79,7 @@ pub struct Outputs {
     pub flush: FlushPolicy,
     pub flush_budget: Duration,
     pub http: Option<HttpOutput>,
+    pub emf: Option<EmfOutput>,
 }
 
 impl Outputs {
@@ -81,13 +108,79 @@ impl Outputs {
                 )?),
             }),
         };
+        let emf = match get(EMF).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") => None,
+            Some("on") => Some(EmfOutput {
+                namespace: parse_namespace(get(EMF_NAMESPACE))?,
+                dimension_sets: parse_dimension_sets(get(EMF_DIMENSIONS))?,
+            }),
+            Some(_) => {
+                return Err(invalid(
+                    EMF,
+                    get(EMF).unwrap_or_default(),
+                    "expected on or off (default)",
+                ));
+            }
+        };
         Ok(Outputs {
+            emf,
             buffer_bytes,
             flush: parse_flush(get(FLUSH))?,
             flush_budget: Duration::from_millis(flush_budget_ms),
             http,
         })
     }
+}
+
+fn parse_namespace(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(value) = value else {
+        return Ok("TelemetryRelay".to_string());
+    };
+    let valid = (1..=255).contains(&value.len())
+        && !value.starts_with(':')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b));
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(
+            EMF_NAMESPACE,
+            value,
+            "expected 1 to 255 characters from letters, digits and . - _ / # : (default TelemetryRelay)",
+        ))
+    }
+}
+
+/// `FunctionName;FunctionName,FunctionVersion`: sets separated by `;`, names by `,`.
+fn parse_dimension_sets(value: Option<&str>) -> Result<Vec<Vec<EmfDimension>>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(vec![vec![EmfDimension::FunctionName]]);
+    };
+    let allowed = "expected dimension sets separated by ';', each a comma list of FunctionName and \
+                   FunctionVersion (default FunctionName)";
+    let mut sets = Vec::new();
+    for set in value.split(';') {
+        let mut names = Vec::new();
+        for name in set.split(',').map(str::trim) {
+            let dimension = match name {
+                "FunctionName" => EmfDimension::FunctionName,
+                "FunctionVersion" => EmfDimension::FunctionVersion,
+                _ => {
+                    return Err(invalid(
+                        EMF_DIMENSIONS,
+                        value,
+                        format!("{name:?} is unknown; {allowed}"),
+                    ));
+                }
+            };
+            if !names.contains(&dimension) {
+                names.push(dimension);
+            }
+        }
+        sets.push(names);
+    }
+    Ok(sets)
 }
 
 fn parse_flush(value: Option<&str>) -> Result<FlushPolicy, ConfigError> {
@@ -203,6 +296,7 @@ mod tests {
         assert_eq!(o.flush, FlushPolicy::Background);
         assert_eq!(o.flush_budget, Duration::from_millis(100));
         assert_eq!(o.http, None);
+        assert_eq!(o.emf, None);
     }
 
     #[test]
@@ -261,6 +355,41 @@ mod tests {
                 "{e}"
             );
             assert!(e.contains("entry 1"), "{e}");
+        }
+    }
+
+    #[test]
+    fn emf_settings() {
+        let emf = outputs(&[(EMF, "on")]).unwrap().emf.unwrap();
+        assert_eq!(emf.namespace, "TelemetryRelay");
+        assert_eq!(emf.dimension_sets, vec![vec![EmfDimension::FunctionName]]);
+        let emf = outputs(&[
+            (EMF, "ON"),
+            (EMF_NAMESPACE, "Shop/Checkout"),
+            (EMF_DIMENSIONS, "FunctionName;FunctionName,FunctionVersion"),
+        ])
+        .unwrap()
+        .emf
+        .unwrap();
+        assert_eq!(emf.namespace, "Shop/Checkout");
+        assert_eq!(emf.dimension_sets.len(), 2);
+        let cases = [
+            (EMF, "yes", "expected on or off (default)"),
+            (EMF_NAMESPACE, "has space", "expected 1 to 255 characters"),
+            (
+                EMF_DIMENSIONS,
+                "FunctionName;Region",
+                "\"Region\" is unknown",
+            ),
+        ];
+        for (var, value, allowed) in cases {
+            let e = outputs(&[(EMF, "on"), (var, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{var}={value:?} is not valid")) && e.contains(allowed),
+                "{e}"
+            );
         }
     }
 

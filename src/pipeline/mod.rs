@@ -24,8 +24,10 @@ use crate::config::{Config, TelemetryType};
 use crate::delivery::Delivery;
 use crate::delivery::sender::{Endpoint, Outcome};
 use crate::signal;
+use crate::sinks::emf::Emf;
 use crate::sinks::http::Ndjson;
 use crate::sinks::stdout::StdoutSink;
+use crate::sinks::stdout::write_lines;
 use crate::telemetry::echo::EchoGuard;
 use crate::telemetry::event::{Kind, Parsed};
 use crate::{debug, info, warn};
@@ -110,6 +112,8 @@ pub struct Relay {
     /// After SHUTDOWN: when we must be done.
     hard_stop: Option<Instant>,
     flush: Flush,
+    emf: Option<Emf>,
+    emf_buffer: Vec<u8>,
 }
 
 impl Relay {
@@ -122,7 +126,9 @@ impl Relay {
         flushed: Option<Sender<FlushReport>>,
     ) -> Relay {
         let stdout = StdoutSink::new(config.stdout_format);
-        let echoes = stdout.is_some() && config.subscribes(TelemetryType::Extension);
+        // Whatever we print (relayed lines, EMF) comes back as `extension` records.
+        let prints = stdout.is_some() || config.outputs.emf.is_some();
+        let echoes = prints && config.subscribes(TelemetryType::Extension);
         Relay {
             backlog,
             stdout,
@@ -141,6 +147,12 @@ impl Relay {
             listener_closed: false,
             hard_stop: None,
             flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
+            emf: config
+                .outputs
+                .emf
+                .clone()
+                .map(|emf| Emf::new(emf, &config.function_name, &config.function_version)),
+            emf_buffer: Vec::new(),
         }
     }
 
@@ -169,8 +181,38 @@ impl Relay {
             }
         }
         self.finish(&rx);
+        self.emit_counters();
         self.summary();
         self.stats
+    }
+
+    /// The relay's own counters as a last EMF document.
+    fn emit_counters(&mut self) {
+        let Some(emf) = &self.emf else {
+            return;
+        };
+        let outputs = self
+            .delivery
+            .as_ref()
+            .map(Delivery::stats)
+            .unwrap_or_default();
+        let s = &self.stats;
+        let counters = [
+            ("EventsReceived", s.events),
+            ("EventsRelayed", s.relayed),
+            ("EventsDroppedByPlatform", s.platform_dropped_records),
+            (
+                "EventsDroppedByBuffer",
+                outputs.iter().map(|(_, o)| o.dropped).sum(),
+            ),
+            (
+                "FailedSends",
+                outputs.iter().map(|(_, o)| o.failed_sends).sum(),
+            ),
+            ("MalformedPosts", s.malformed_posts + s.oversize_posts),
+        ];
+        emf.counters(&counters, &mut self.emf_buffer);
+        self.flush_emf();
     }
 
     /// After the last batch: take what the stopping listener still sent, and let the network
@@ -308,12 +350,37 @@ impl Relay {
             }
         }
         self.write_stdout(&parsed, &kept);
+        self.write_emf(&parsed, &kept);
         if let Some(delivery) = &mut self.delivery {
             delivery.push(parsed.batch, kept);
             for request_id in runtime_done {
                 self.flush.runtime_done(request_id, delivery);
             }
         }
+    }
+
+    /// EMF documents for the events that complete one, on stdout like our relayed lines.
+    fn write_emf(&mut self, parsed: &Parsed, kept: &[usize]) {
+        let Some(emf) = &mut self.emf else {
+            return;
+        };
+        self.emf_buffer.clear();
+        let events: Vec<_> = parsed.batch.events().collect();
+        for event in kept.iter().filter_map(|&i| events.get(i)) {
+            emf.event(event, &mut self.emf_buffer);
+        }
+        self.flush_emf();
+    }
+
+    fn flush_emf(&mut self) {
+        if self.emf_buffer.is_empty() {
+            return;
+        }
+        if let Err(e) = write_lines(&self.emf_buffer, self.guard.as_mut()) {
+            self.stats.write_errors += 1;
+            debug!("writing EMF to stdout failed: {e}");
+        }
+        self.emf_buffer.clear();
     }
 
     fn write_stdout(&mut self, parsed: &Parsed, kept: &[usize]) {

@@ -47,18 +47,23 @@ impl StdoutSink {
         if written == 0 {
             return Ok(0);
         }
-        if let Some(guard) = guard {
-            guard.remember(&self.buffer);
-        }
-        let mut out = io::stdout().lock();
-        out.write_all(&self.buffer)?;
-        out.flush()?;
+        write_lines(&self.buffer, guard)?;
         // Do not keep a huge batch's buffer around for the rest of the process's life.
         if self.buffer.capacity() > 256 * 1024 {
             self.buffer = Vec::new();
         }
         Ok(written)
     }
+}
+
+/// Writes complete lines to stdout with one call; `guard` learns every line first.
+pub fn write_lines(lines: &[u8], guard: Option<&mut EchoGuard>) -> io::Result<()> {
+    if let Some(guard) = guard {
+        guard.remember(lines);
+    }
+    let mut out = io::stdout().lock();
+    out.write_all(lines)?;
+    out.flush()
 }
 
 /// One event as a readable line (without its final `\n`).

@@ -5,3 +5,4 @@ pub mod echo;
 pub mod event;
 pub mod listener;
 pub mod text;
+pub mod time;

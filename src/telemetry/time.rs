@@ -1,0 +1,95 @@
+//! Event times as epoch milliseconds, for outputs that need a number (EMF, OTLP).
+//!
+//! Lambda writes RFC 3339 UTC with milliseconds; emulators write nanoseconds, no fraction, or
+//! an offset (SPEC.md §6.1). Anything else is `None` and the caller uses the receive time.
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)` into Unix epoch milliseconds.
+pub fn epoch_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().try_fold(0i64, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b.get(i) != Some(&c))
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        millis = num(start, digits.min(3))? * 10i64.pow(3 - digits.min(3) as u32);
+    }
+    let offset_minutes = match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) if i + 6 == b.len() && b.get(i + 3) == Some(&b':') => {
+            let minutes = num(i + 1, 2)? * 60 + num(i + 4, 2)?;
+            if sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_lambda_and_emulators_send() {
+        let cases: &[(&str, Option<i64>)] = &[
+            ("2026-03-14T09:21:07.124Z", Some(1_773_480_067_124)),
+            ("2026-03-14T09:21:07Z", Some(1_773_480_067_000)),
+            ("2026-03-14T09:21:07.124567891Z", Some(1_773_480_067_124)),
+            ("2026-03-14T09:21:07.1Z", Some(1_773_480_067_100)),
+            ("2026-03-14T10:21:07.124+01:00", Some(1_773_480_067_124)),
+            ("2026-03-14T04:21:07.124-05:00", Some(1_773_480_067_124)),
+            ("1970-01-01T00:00:00.000Z", Some(0)),
+            ("2000-02-29T00:00:00Z", Some(951_782_400_000)),
+            ("2026-03-14 09:21:07Z", Some(1_773_480_067_000)),
+            ("2026-13-14T09:21:07Z", None),
+            ("2026-03-14T09:21:07", None),
+            ("2026-03-14T09:21:07.Z", None),
+            ("yesterday", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(epoch_ms(text), *expected, "{text}");
+        }
+    }
+}
