@@ -88,6 +88,10 @@ pub struct Config {
     /// `AWS_LAMBDA_FUNCTION_NAME` and `_VERSION`, for the metrics' dimensions.
     pub function_name: String,
     pub function_version: String,
+    /// Resource attributes for OTLP: `AWS_REGION`, the memory size in MB, the log stream.
+    pub region: Option<String>,
+    pub memory_mb: Option<i64>,
+    pub log_stream: Option<String>,
 }
 
 /// A configuration mistake, worded for the person who set the variable.
@@ -183,6 +187,11 @@ impl Config {
             outputs,
             function_name: get(FUNCTION_NAME).unwrap_or("unknown").to_string(),
             function_version: get(FUNCTION_VERSION).unwrap_or("$LATEST").to_string(),
+            region: get("AWS_REGION")
+                .or(get("AWS_DEFAULT_REGION"))
+                .map(str::to_string),
+            memory_mb: get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|m| m.parse().ok()),
+            log_stream: get("AWS_LAMBDA_LOG_STREAM_NAME").map(str::to_string),
         })
     }
 

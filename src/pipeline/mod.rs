@@ -26,6 +26,7 @@ use crate::delivery::sender::{Endpoint, Outcome};
 use crate::signal;
 use crate::sinks::emf::Emf;
 use crate::sinks::http::Ndjson;
+use crate::sinks::otlp::{Common, logs::Logs, metrics::Metrics, traces::Traces};
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::stdout::write_lines;
 use crate::telemetry::echo::EchoGuard;
@@ -139,11 +140,7 @@ impl Relay {
             pending: Vec::new(),
             stats: Stats::default(),
             delivery: network_outputs(config, results),
-            request_budget: config
-                .outputs
-                .http
-                .as_ref()
-                .map_or(Duration::ZERO, |h| h.timeout * 3),
+            request_budget: request_budget(config),
             listener_closed: false,
             hard_stop: None,
             flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
@@ -496,6 +493,14 @@ impl Relay {
     }
 }
 
+/// How long a background request may take, retries included: three timeouts of the slowest
+/// output.
+fn request_budget(config: &Config) -> Duration {
+    let http = config.outputs.http.as_ref().map(|h| h.timeout);
+    let otlp = config.outputs.otlp.as_ref().map(|o| o.timeout);
+    http.into_iter().chain(otlp).max().unwrap_or_default() * 3
+}
+
 /// Whether `main` must wait for a [`FlushReport`] before the `/next` that ends an invocation.
 pub fn waits_for_flush(config: &Config) -> bool {
     config.outputs.flush == crate::config::outputs::FlushPolicy::End
@@ -513,6 +518,29 @@ fn network_outputs(config: &Config, results: Sender<Msg>) -> Option<Delivery> {
             timeout: http.timeout,
         };
         delivery.add("http", Box::new(Ndjson), endpoint);
+    }
+    if let Some(otlp) = &config.outputs.otlp {
+        let common = Common::new(config);
+        let endpoint = |url: &String| Endpoint {
+            url: url.clone(),
+            headers: otlp.headers.clone(),
+            content_type: "",
+            timeout: otlp.timeout,
+        };
+        if let Some(url) = &otlp.logs_url {
+            let logs = Logs::new(common.clone(), config.managed_instances);
+            delivery.add("otlp-logs", Box::new(logs), endpoint(url));
+        }
+        if let Some(url) = &otlp.metrics_url {
+            delivery.add(
+                "otlp-metrics",
+                Box::new(Metrics::new(common.clone())),
+                endpoint(url),
+            );
+        }
+        if let Some(url) = &otlp.traces_url {
+            delivery.add("otlp-traces", Box::new(Traces::new(common)), endpoint(url));
+        }
     }
     (!delivery.is_empty()).then_some(delivery)
 }

@@ -3,4 +3,5 @@
 
 pub mod emf;
 pub mod http;
+pub mod otlp;
 pub mod stdout;

@@ -1,0 +1,277 @@
+//! OTLP metrics from platform reports, named by the FaaS semantic conventions: invocations,
+//! errors, timeouts and cold starts as monotonic sums, invoke, init and billed durations (in
+//! seconds) and memory used (bytes) as histograms.
+//!
+//! Each request carries the deltas of the reports in it, so temporality is DELTA, from the
+//! earliest to the latest event time in the request. A request that is retried re-encodes the
+//! same reports, so nothing is counted twice; one that is dropped loses only its own window.
+//! A metric no report in the window carried is not sent (LMI reports carry only a duration).
+
+use serde_json::{Value, json};
+
+use super::{Common, nanos, time_ms};
+use crate::delivery::Encoder;
+use crate::telemetry::event::{Event, Kind};
+
+const DELTA: u8 = 1;
+const SECONDS_BOUNDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+const BYTES_BOUNDS: [f64; 7] = [
+    67_108_864.0,
+    134_217_728.0,
+    268_435_456.0,
+    536_870_912.0,
+    1_073_741_824.0,
+    2_147_483_648.0,
+    4_294_967_296.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    values: Vec<f64>,
+}
+
+impl Histogram {
+    fn to_json(&self, name: &str, unit: &str, bounds: &[f64], window: (i64, i64)) -> Option<Value> {
+        if self.values.is_empty() {
+            return None;
+        }
+        let mut buckets = vec![0u64; bounds.len() + 1];
+        for v in &self.values {
+            let i = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
+            if let Some(b) = buckets.get_mut(i) {
+                *b += 1;
+            }
+        }
+        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self
+            .values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        Some(json!({
+            "name": name,
+            "unit": unit,
+            "histogram": {
+                "aggregationTemporality": DELTA,
+                "dataPoints": [{
+                    "startTimeUnixNano": nanos(window.0),
+                    "timeUnixNano": nanos(window.1),
+                    "count": self.values.len().to_string(),
+                    "sum": self.values.iter().sum::<f64>(),
+                    "min": min,
+                    "max": max,
+                    "bucketCounts": buckets.iter().map(u64::to_string).collect::<Vec<_>>(),
+                    "explicitBounds": bounds,
+                }],
+            },
+        }))
+    }
+}
+
+/// The metrics signal's encoder: accumulates a request's reports, writes them at its end.
+pub struct Metrics {
+    common: Common,
+    window: Option<(i64, i64)>,
+    counts: [(&'static str, &'static str, u64); 4],
+    seen_status: bool,
+    seen_cold: bool,
+    invoke: Histogram,
+    billed: Histogram,
+    memory: Histogram,
+    init: Histogram,
+}
+
+impl Metrics {
+    pub fn new(common: Common) -> Metrics {
+        Metrics {
+            common,
+            window: None,
+            counts: [
+                ("faas.invocations", "{invocation}", 0),
+                ("faas.errors", "{error}", 0),
+                ("faas.timeouts", "{timeout}", 0),
+                ("faas.coldstarts", "{coldstart}", 0),
+            ],
+            seen_status: false,
+            seen_cold: false,
+            invoke: Histogram::default(),
+            billed: Histogram::default(),
+            memory: Histogram::default(),
+            init: Histogram::default(),
+        }
+    }
+
+    fn widen(&mut self, time: Option<i64>) {
+        if let Some(t) = time {
+            let (start, end) = self.window.unwrap_or((t, t));
+            self.window = Some((start.min(t), end.max(t)));
+        }
+    }
+
+    fn report(&mut self, event: &Event) {
+        let record = event.platform();
+        if let Some(status) = record.status.0.as_deref() {
+            self.seen_status = true;
+            self.counts[0].2 += 1;
+            self.counts[1].2 += u64::from(matches!(status, "error" | "failure"));
+            self.counts[2].2 += u64::from(status == "timeout");
+        }
+        if let Some(m) = &record.metrics.0 {
+            if let Some(d) = m.duration_ms.0 {
+                self.invoke.values.push(d / 1000.0);
+            }
+            if let Some(b) = m.billed_duration_ms.0 {
+                self.billed.values.push(b / 1000.0);
+                // Only a full (non-LMI) report tells a cold start from a warm one.
+                self.seen_cold = true;
+                self.counts[3].2 += u64::from(m.init_duration_ms.0.is_some());
+            }
+            if let Some(mb) = m.max_memory_used_mb.0 {
+                self.memory.values.push(mb * 1_048_576.0);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Metrics::new(self.common.clone());
+    }
+}
+
+impl Encoder for Metrics {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
+        match event.kind {
+            Kind::Report => self.report(event),
+            Kind::InitReport => match event.platform().metrics.0.and_then(|m| m.duration_ms.0) {
+                Some(d) => self.init.values.push(d / 1000.0),
+                None => return false,
+            },
+            _ => return false,
+        }
+        self.widen(time_ms(event.time_text()));
+        true
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let Some(window) = self.window else {
+            self.reset();
+            return;
+        };
+        let mut metrics = Vec::new();
+        for (i, (name, unit, value)) in self.counts.iter().enumerate() {
+            let carried = if i == 3 {
+                self.seen_cold
+            } else {
+                self.seen_status
+            };
+            if carried {
+                metrics.push(json!({
+                    "name": name,
+                    "unit": unit,
+                    "sum": {
+                        "aggregationTemporality": DELTA,
+                        "isMonotonic": true,
+                        "dataPoints": [{
+                            "startTimeUnixNano": nanos(window.0),
+                            "timeUnixNano": nanos(window.1),
+                            "asInt": value.to_string(),
+                        }],
+                    },
+                }));
+            }
+        }
+        let histograms = [
+            self.invoke
+                .to_json("faas.invoke_duration", "s", &SECONDS_BOUNDS, window),
+            self.init
+                .to_json("faas.init_duration", "s", &SECONDS_BOUNDS, window),
+            self.billed
+                .to_json("aws.lambda.billed_duration", "s", &SECONDS_BOUNDS, window),
+            self.memory
+                .to_json("faas.mem_usage", "By", &BYTES_BOUNDS, window),
+        ];
+        metrics.extend(histograms.into_iter().flatten());
+        self.common
+            .open("resourceMetrics", "scopeMetrics", "metrics", out);
+        for (i, metric) in metrics.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *out, metric);
+        }
+        Common::close(out);
+        self.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::otlp::tests_support::{common, encode};
+
+    fn metrics(fixture: &str) -> Vec<Value> {
+        let body = encode(&mut Metrics::new(common()), fixture);
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn find<'a>(metrics: &'a [Value], name: &str) -> Option<&'a Value> {
+        metrics.iter().find(|m| m["name"] == name)
+    }
+
+    #[test]
+    fn warm_invokes_count_and_measure() {
+        let m = metrics("ondemand-warm-invokes.json");
+        let count = |name: &str| {
+            find(&m, name).unwrap()["sum"]["dataPoints"][0]["asInt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(count("faas.errors"), "1");
+        assert_eq!(count("faas.timeouts"), "1");
+        let duration = find(&m, "faas.invoke_duration").unwrap();
+        let point = &duration["histogram"]["dataPoints"][0];
+        let buckets: u64 = point["bucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(buckets.to_string(), point["count"].as_str().unwrap());
+        assert_eq!(duration["histogram"]["aggregationTemporality"], DELTA);
+    }
+
+    #[test]
+    fn lmi_windows_carry_only_what_lmi_reports_have() {
+        let m = metrics("lmi.json");
+        assert!(
+            find(&m, "faas.invocations").is_some() && find(&m, "faas.invoke_duration").is_some()
+        );
+        for absent in [
+            "faas.coldstarts",
+            "aws.lambda.billed_duration",
+            "faas.mem_usage",
+        ] {
+            assert!(find(&m, absent).is_none(), "{absent}");
+        }
+    }
+
+    #[test]
+    fn cold_start_and_init_duration() {
+        let m = metrics("ondemand-cold-start.json");
+        assert_eq!(
+            find(&m, "faas.coldstarts").unwrap()["sum"]["dataPoints"][0]["asInt"],
+            "1"
+        );
+        assert!(find(&m, "faas.init_duration").is_some());
+    }
+}

@@ -1,0 +1,274 @@
+//! OTLP traces from platform timing: an init span (`platform.initStart` → `initReport`) and one
+//! span per invocation (`platform.start` → `platform.report`) with a child for each span the
+//! platform reports (`responseLatency`, `responseDuration`, `runtimeOverhead` from runtimeDone,
+//! `extensionOverhead` from the report). An invocation with an X-Ray trace header continues
+//! that trace: X-Ray's root is the trace id and its parent the parent span. Without a start time
+//! there is no span: we never invent timing.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use super::{Common, attribute, nanos, span_id, time_ms, trace_id, xray};
+use crate::delivery::Encoder;
+use crate::telemetry::event::{Event, Kind, PlatformRecord};
+
+/// Invocations remembered between their start and their report, at most.
+const OPEN_CAP: usize = 1024;
+const SPAN_KIND_INTERNAL: u8 = 1;
+const SPAN_KIND_SERVER: u8 = 2;
+const STATUS_ERROR: u8 = 2;
+
+struct Open {
+    start_ms: i64,
+    trace: String,
+    parent: Option<String>,
+    children: Vec<(String, i64, f64)>,
+}
+
+/// The traces signal's encoder.
+pub struct Traces {
+    common: Common,
+    open: HashMap<String, Open>,
+    init_start_ms: Option<i64>,
+}
+
+impl Traces {
+    pub fn new(common: Common) -> Traces {
+        Traces {
+            common,
+            open: HashMap::new(),
+            init_start_ms: None,
+        }
+    }
+
+    /// The spans `event` completes.
+    fn spans(&mut self, event: &Event) -> Vec<Value> {
+        let time = time_ms(event.time_text());
+        let record = event.platform();
+        match event.kind {
+            Kind::InitStart => {
+                self.init_start_ms = time;
+                Vec::new()
+            }
+            Kind::InitReport => self.init_span(&record, time).into_iter().collect(),
+            Kind::Start => {
+                self.start(&record, time);
+                Vec::new()
+            }
+            Kind::RuntimeDone => {
+                self.runtime_done(&record);
+                Vec::new()
+            }
+            Kind::Report => self.invocation(&record, time),
+            _ => Vec::new(),
+        }
+    }
+
+    fn start(&mut self, record: &PlatformRecord, time: Option<i64>) {
+        let (Some(id), Some(start_ms)) = (record.request_id.0.as_deref(), time) else {
+            return;
+        };
+        let (xray_trace, parent) = record
+            .tracing
+            .0
+            .as_ref()
+            .and_then(|t| t.value.0.as_deref())
+            .map_or((None, None), xray);
+        if self.open.len() >= OPEN_CAP {
+            self.open.clear();
+        }
+        let open = Open {
+            start_ms,
+            trace: xray_trace.unwrap_or_else(|| trace_id(id)),
+            parent,
+            children: Vec::new(),
+        };
+        self.open.insert(id.to_string(), open);
+    }
+
+    fn runtime_done(&mut self, record: &PlatformRecord) {
+        let Some(open) = record
+            .request_id
+            .0
+            .as_deref()
+            .and_then(|id| self.open.get_mut(id))
+        else {
+            return;
+        };
+        open.children.extend(children(record));
+    }
+
+    fn invocation(&mut self, record: &PlatformRecord, time: Option<i64>) -> Vec<Value> {
+        let Some(id) = record.request_id.0.as_deref() else {
+            return Vec::new();
+        };
+        let Some(mut open) = self.open.remove(id) else {
+            return Vec::new();
+        };
+        open.children.extend(children(record));
+        let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
+        let end_ms = time
+            .or(duration.map(|d| open.start_ms + d as i64))
+            .unwrap_or(open.start_ms)
+            .max(open.start_ms);
+        let own = span_id(&[id]);
+        let cold = record
+            .metrics
+            .0
+            .as_ref()
+            .is_some_and(|m| m.init_duration_ms.0.is_some());
+        let mut attributes = vec![
+            attribute("faas.invocation_id", json!(id)),
+            attribute("faas.coldstart", json!(cold)),
+        ];
+        if let Some(error) = record.error_type.0.as_deref() {
+            attributes.push(attribute("error.type", json!(error)));
+        }
+        let mut span = json!({
+            "traceId": open.trace,
+            "spanId": own,
+            "name": self.common.function_name,
+            "kind": SPAN_KIND_SERVER,
+            "startTimeUnixNano": nanos(open.start_ms),
+            "endTimeUnixNano": nanos(end_ms),
+            "attributes": attributes,
+        });
+        if let Some(parent) = &open.parent {
+            span["parentSpanId"] = json!(parent);
+        }
+        let status = record.status.0.as_deref().unwrap_or("success");
+        if status != "success" {
+            span["status"] = json!({ "code": STATUS_ERROR, "message": record.error_type.0.as_deref().unwrap_or(status) });
+        }
+        let mut spans = vec![span];
+        for (name, start_ms, duration_ms) in open.children {
+            spans.push(json!({
+                "traceId": open.trace,
+                "spanId": span_id(&[id, &name]),
+                "parentSpanId": own,
+                "name": name,
+                "kind": SPAN_KIND_INTERNAL,
+                "startTimeUnixNano": nanos(start_ms),
+                "endTimeUnixNano": nanos(start_ms + duration_ms.round() as i64),
+            }));
+        }
+        spans
+    }
+
+    fn init_span(&mut self, record: &PlatformRecord, time: Option<i64>) -> Option<Value> {
+        let start_ms = self.init_start_ms.take()?;
+        let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
+        let end_ms = duration
+            .map(|d| start_ms + d.round() as i64)
+            .or(time)?
+            .max(start_ms);
+        let kind = record
+            .initialization_type
+            .0
+            .as_deref()
+            .unwrap_or("on-demand");
+        let key = format!("init-{start_ms}");
+        Some(json!({
+            "traceId": trace_id(&key),
+            "spanId": span_id(&[&key]),
+            "name": "init",
+            "kind": SPAN_KIND_INTERNAL,
+            "startTimeUnixNano": nanos(start_ms),
+            "endTimeUnixNano": nanos(end_ms),
+            "attributes": [attribute("faas.coldstart", json!(true)), attribute("faas.init.type", json!(kind))],
+        }))
+    }
+}
+
+/// The platform's own spans in a record, as (name, start ms, duration ms).
+fn children(record: &PlatformRecord) -> Vec<(String, i64, f64)> {
+    let Some(spans) = &record.spans.0 else {
+        return Vec::new();
+    };
+    spans
+        .iter()
+        .filter_map(|s| {
+            let name = s.name.0.as_deref()?.to_string();
+            let start = time_ms(s.start.0.as_deref())?;
+            Some((name, start, s.duration_ms.0.filter(|d| *d >= 0.0)?))
+        })
+        .collect()
+}
+
+impl Encoder for Traces {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        self.common
+            .open("resourceSpans", "scopeSpans", "spans", out);
+    }
+
+    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool {
+        let spans = self.spans(event);
+        for (i, span) in spans.iter().enumerate() {
+            if !(first && i == 0) {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *out, span);
+        }
+        !spans.is_empty()
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Common::close(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::otlp::tests_support::{common, encode};
+
+    fn spans(fixture: &str) -> Vec<Value> {
+        let body = encode(&mut Traces::new(common()), fixture);
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        request["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn cold_start_gives_init_and_invocation_spans_in_the_xray_trace() {
+        let spans = spans("ondemand-cold-start.json");
+        let init = spans.iter().find(|s| s["name"] == "init").unwrap();
+        assert!(
+            init["endTimeUnixNano"].as_str().unwrap() > init["startTimeUnixNano"].as_str().unwrap()
+        );
+        let invocation = spans
+            .iter()
+            .find(|s| s["kind"] == SPAN_KIND_SERVER)
+            .unwrap();
+        assert_eq!(invocation["traceId"], "69b528831e685f6e5413b0143f9b2a07");
+        assert_eq!(invocation["parentSpanId"], "a14af2721e102a9f");
+        let children: Vec<&Value> = spans
+            .iter()
+            .filter(|s| s["parentSpanId"] == invocation["spanId"])
+            .collect();
+        let names: Vec<&str> = children.iter().filter_map(|s| s["name"].as_str()).collect();
+        for name in ["responseLatency", "responseDuration", "extensionOverhead"] {
+            assert!(names.contains(&name), "{name} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn failed_invocations_have_an_error_status() {
+        let spans = spans("ondemand-warm-invokes.json");
+        assert!(
+            spans.iter().any(|s| s["status"]["code"] == STATUS_ERROR
+                && s["status"]["message"] == "Sandbox.Timedout")
+        );
+        for span in &spans {
+            assert_eq!(span["traceId"].as_str().unwrap().len(), 32);
+            assert_eq!(span["spanId"].as_str().unwrap().len(), 16);
+        }
+    }
+}
