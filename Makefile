@@ -46,10 +46,13 @@ $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
 
 # Third-party validators the output tests run (tests/validate/), in a venv of their own.
 PY := target/py/bin/python
-pydeps: $(PY)
-$(PY):
+PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2
+PY_STAMP := target/py/.deps-$(shell echo '$(PYDEPS)' | md5sum | cut -c1-8)
+pydeps: $(PY_STAMP)
+$(PY_STAMP):
 	python3 -m venv target/py
-	$(PY) -m pip install --quiet --disable-pip-version-check jsonschema==4.26.0
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PYDEPS)
+	touch $@
 
 # Formatting, lints, unit and integration tests; then the release binary under AWS's RIE
 # (shown with --nocapture so a skip and its reason are visible).

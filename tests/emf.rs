@@ -8,10 +8,8 @@
 
 mod support;
 
-use std::path::Path;
-
 use serde_json::Value;
-use support::Run;
+use support::{Run, validate_with};
 
 /// The EMF documents on the extension's stdout.
 fn documents(run: &Run) -> Vec<Value> {
@@ -24,37 +22,12 @@ fn documents(run: &Run) -> Vec<Value> {
 
 /// Runs the third-party validator over the documents; `false` if it is not installed.
 fn validate(run: &Run) -> bool {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
-    if !python.exists() {
-        eprintln!(
-            "SKIPPED (EMF schema check): {} missing; `make test` installs it",
-            python.display()
-        );
-        return false;
-    }
     let lines: Vec<String> = run
         .stdout()
         .into_iter()
         .filter(|l| l.contains("\"_aws\""))
         .collect();
-    let file =
-        std::env::temp_dir().join(format!("emf-{}-{}.ndjson", std::process::id(), lines.len()));
-    std::fs::write(&file, lines.join("\n")).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validate/emf.py");
-    let output = std::process::Command::new(python)
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    run.check(
-        output.status.success(),
-        &format!(
-            "EMF validation:\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        ),
-    );
-    true
+    validate_with(run, "emf.py", &lines.join("\n"))
 }
 
 const EMF_ON: [&str; 2] = ["--env", "TELEMETRY_RELAY_EMF=on"];

@@ -206,3 +206,39 @@ pub fn text_line(event: &Value) -> String {
         None => format!("{time} {kind} {record}"),
     }
 }
+
+/// Runs `tests/validate/<script>` from `make test`'s venv over `input`, failing `run` with its
+/// output unless it passes. Returns `false` (and says so) if the venv is not installed.
+pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/py/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "SKIPPED ({script}): {} missing; `make test` installs it",
+            python.display()
+        );
+        return false;
+    }
+    let file = std::env::temp_dir().join(format!(
+        "telemetry-relay-validate-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&file, input).unwrap();
+    let output = Command::new(python)
+        .arg(root.join("tests/validate").join(script))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    run.check(
+        output.status.success(),
+        &format!(
+            "{script}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    );
+    true
+}

@@ -1,0 +1,141 @@
+//! The OTLP output under the emulator, against a healthy local backend: every request parses
+//! strictly into the official opentelemetry-proto messages (tests/validate/otlp.py), every
+//! event arrives as exactly one log record, every invocation as one span, and the metrics count
+//! every invocation.
+
+// Tests may unwrap and panic: a failed expectation is what should stop them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Run, validate_with, without_own_echoes};
+
+fn run(extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--invokes",
+        "3",
+        "--error-invoke",
+        "2",
+        "--backend",
+        "healthy",
+        "--env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+        "--env",
+        "OTEL_EXPORTER_OTLP_HEADERS=x-honeycomb-team=s3cr3t",
+        "--env",
+        "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=test",
+        "--env",
+        "TELEMETRY_RELAY_TYPES=platform,function,extension",
+    ];
+    args.extend_from_slice(extra);
+    Run::new(&args)
+}
+
+/// The accepted requests' parsed bodies for one signal.
+fn bodies(run: &Run, signal: &str) -> Vec<Value> {
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    requests
+        .iter()
+        .filter(|r| r["status"] == 200 && r["path"] == format!("/v1/{signal}"))
+        .map(|r| {
+            run.check(
+                r["headers"]["content-type"] == "application/json",
+                "JSON content type",
+            );
+            run.check(
+                r["headers"]["x-honeycomb-team"] == "s3cr3t",
+                "OTEL_EXPORTER_OTLP_HEADERS sent",
+            );
+            serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Runs the official protobuf messages over every request; `false` if not installed.
+fn validate(run: &Run) -> bool {
+    let requests: Vec<Value> = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| json!({"path": r["path"], "body": r["body"]}))
+        .collect();
+    validate_with(run, "otlp.py", &serde_json::to_string(&requests).unwrap())
+}
+
+fn items<'a>(bodies: &'a [Value], resources: &str, scopes: &str, list: &str) -> Vec<&'a Value> {
+    bodies
+        .iter()
+        .flat_map(|b| b[resources].as_array().into_iter().flatten())
+        .flat_map(|r| r[scopes].as_array().into_iter().flatten())
+        .flat_map(|s| s[list].as_array().into_iter().flatten())
+        .collect()
+}
+
+#[test]
+fn every_signal_is_valid_otlp_and_complete() {
+    let run = run(&[]);
+    validate(&run);
+    let logs = bodies(&run, "logs");
+    let records = items(&logs, "resourceLogs", "scopeLogs", "logRecords");
+    let expected = without_own_echoes(&run.delivered()).len();
+    run.check(
+        records.len() == expected,
+        &format!("{} log records for {expected} events", records.len()),
+    );
+    let resource = logs[0]["resourceLogs"][0]["resource"].to_string();
+    for attribute in [
+        "faas.name",
+        "cloud.region",
+        "faas.max_memory",
+        "service.name",
+        "deployment.environment",
+    ] {
+        run.check(
+            resource.contains(attribute),
+            &format!("resource has {attribute}"),
+        );
+    }
+    let traces = bodies(&run, "traces");
+    let spans = items(&traces, "resourceSpans", "scopeSpans", "spans");
+    let invocations: Vec<&&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    run.check(invocations.len() == 3, "one span per invocation");
+    run.check(
+        invocations
+            .iter()
+            .filter(|s| s["status"]["code"] == 2)
+            .count()
+            == 1,
+        "the failed one has an error status",
+    );
+    run.check(spans.iter().any(|s| s["name"] == "init"), "an init span");
+    let metric_bodies = bodies(&run, "metrics");
+    let metrics = items(&metric_bodies, "resourceMetrics", "scopeMetrics", "metrics");
+    let invocations: u64 = metrics
+        .iter()
+        .filter(|m| m["name"] == "faas.invocations")
+        .map(|m| {
+            m["sum"]["dataPoints"][0]["asInt"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    run.check(invocations == 3, "faas.invocations adds up to 3");
+    run.check(
+        !run.stderr().iter().any(|l| l.contains("s3cr3t")),
+        "the header value is never printed",
+    );
+    run.assert_clean_exit();
+}
+
+#[test]
+fn json_format_records_and_managed_instances_encode_validly() {
+    validate(&run(&["--json-logs"]));
+    validate(&run(&["--lmi"]));
+}
