@@ -196,7 +196,7 @@ fn a_config_mistake_in_an_output_fails_init() {
         .to_string();
     run.check(
         body.contains(
-            "TELEMETRY_RELAY_HTTP_URL=\\\"collector:4318\\\" is not valid: expected an http:// URL",
+            "TELEMETRY_RELAY_HTTP_URL=\\\"collector:4318\\\" is not valid: expected an http://",
         ),
         &body,
     );
@@ -248,4 +248,39 @@ fn periodic_flushing_delivers_everything() {
     let run = run("healthy", &["--env", "TELEMETRY_RELAY_FLUSH=periodic,50"]);
     assert_each_event_accepted_once(&run);
     assert_function_unharmed(&run);
+}
+
+#[test]
+fn an_https_url_speaks_tls_and_a_failed_handshake_is_only_counted() {
+    // The local backend speaks plain HTTP, so the TLS handshake fails: proof the https:// path
+    // really uses TLS, and that its failure is counted like any other, harming nothing.
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--backend",
+        "healthy",
+        "--env",
+        "TELEMETRY_RELAY_HTTP_URL=https://{backend_address}/ingest",
+        "--env",
+        "TELEMETRY_RELAY_HTTP_TIMEOUT_MS=300",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    if !cfg!(feature = "tls") {
+        run.check(
+            run.report["exit_code"] == 1,
+            "a build without tls refuses https:// at Init",
+        );
+        return;
+    }
+    run.check(output_counter(&run, "sent") == 0, "nothing sent in clear");
+    run.check(
+        output_counter(&run, "failed_sends") > 0,
+        "the failed handshakes are counted",
+    );
+    run.check(
+        run.stdout().len() as u64 == without_own_echoes(&run.delivered()).len() as u64,
+        "stdout unharmed",
+    );
+    run.assert_clean_exit();
 }

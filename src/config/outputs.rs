@@ -273,16 +273,24 @@ fn parse_flush(value: Option<&str>) -> Result<FlushPolicy, ConfigError> {
     }
 }
 
-/// An `http://` URL, kept as given. (`https://` arrives with the `tls` feature, issue #4.)
+/// An `http://` or (in builds with the `tls` feature) `https://` URL, kept as given.
 pub fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
-    let rest = value.strip_prefix("http://");
+    let tls = cfg!(feature = "tls");
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://").filter(|_| tls));
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(value.to_string()),
+        _ if tls => Err(invalid(
+            var,
+            value,
+            "expected an http:// or https:// URL such as https://api.honeycomb.io",
+        )),
         _ => Err(invalid(
             var,
             value,
-            "expected an http:// URL such as http://collector.internal:4318/v1/logs \
-             (https:// is not supported by this build)",
+            "expected an http:// URL such as http://collector.internal:4318 (this build has no \
+             https:// support: it was built without the tls feature)",
         )),
     }
 }
@@ -507,10 +515,12 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_http() {
-        for bad in ["ftp://x", "http://", "collector:4318", "https://collector"] {
+    fn urls_must_be_http_or_https() {
+        for bad in ["ftp://x", "http://", "https://", "collector:4318"] {
             let e = outputs(&[(HTTP_URL, bad)]).unwrap_err().to_string();
-            assert!(e.contains("expected an http:// URL"), "{e}");
+            assert!(e.contains("expected an http://"), "{e}");
         }
+        let https = outputs(&[(HTTP_URL, "https://collector:443/x")]);
+        assert_eq!(https.is_ok(), cfg!(feature = "tls"));
     }
 }

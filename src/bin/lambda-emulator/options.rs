@@ -27,7 +27,7 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --backend MODE          run a test backend on 127.0.0.1 for the extension's network outputs:
                           healthy, status:N, fail:N:K (N for the first K requests), hang,
                           reset (closes each connection after one answer) or down;
-                          '{backend}' in --env values becomes its URL
+                          '{backend}' in --env values becomes its URL, '{backend_address}' its host:port
   --env KEY=VALUE         extra environment for the extension (repeatable)
   --quiet                 do not pass the extension's output through
   --json PATH             write the full report as JSON";

@@ -56,7 +56,10 @@ pub fn run(options: &Options) -> Result<Value, String> {
     let mut options = options.clone();
     if let Some(test_backend) = &test_backend {
         for (_, value) in &mut options.env {
-            *value = value.replace("{backend}", &test_backend.url);
+            let address = test_backend.url.trim_start_matches("http://");
+            *value = value
+                .replace("{backend}", &test_backend.url)
+                .replace("{backend_address}", address);
         }
     }
     let options = &options;
