@@ -96,15 +96,17 @@ layer: musl-x86 musl-arm
 
 # Figures, not a test: see the README's bench section.
 BENCH_RUNS ?= 20
+SLIM_BIN := target/slim/$(X86)/release/telemetry-relay
 bench: layer
 	cargo build --release --target $(X86) --bin baseline-extension
+	cargo build --release --target $(X86) --bin telemetry-relay --no-default-features --target-dir target/slim
 	cargo build --release --bin relay-bench
 	./target/release/relay-bench --runs $(BENCH_RUNS) \
 	  --emulator target/release/lambda-emulator \
 	  --baseline target/$(X86)/release/baseline-extension \
-	  --relay $(X86_BIN) \
+	  --relay $(X86_BIN) --relay-slim $(SLIM_BIN) \
 	  --fixture tests/fixtures/ondemand-warm-invokes.json \
-	  --size $(X86_BIN) --size $(ARM_BIN) --size target/$(X86)/release/baseline-extension \
+	  --size $(X86_BIN) --size $(SLIM_BIN) --size $(ARM_BIN) --size target/$(X86)/release/baseline-extension \
 	  --size $(LAYER)/telemetry-relay-x86_64.zip --size $(LAYER)/telemetry-relay-arm64.zip
 
 clean:

@@ -139,3 +139,30 @@ fn json_format_records_and_managed_instances_encode_validly() {
     validate(&run(&["--json-logs"]));
     validate(&run(&["--lmi"]));
 }
+
+#[test]
+fn flushing_at_the_end_works_with_otlp_alone() {
+    let run = Run::new(&[
+        "--invokes",
+        "3",
+        "--backend",
+        "healthy",
+        "--env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+        "--env",
+        "TELEMETRY_RELAY_FLUSH=end",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    run.check(
+        run.report["backend_had_invoke_before_next"] == json!([true, true, true]),
+        "each invocation's log records were accepted before the /next that ended it",
+    );
+    let held = run
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("INFO invocation ") && l.contains(" held "))
+        .count();
+    run.check(held == 3, "each invocation's flush reported");
+    run.assert_clean_exit();
+}

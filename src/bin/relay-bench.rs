@@ -15,6 +15,7 @@ struct Args {
     emulator: String,
     baseline: String,
     relay: String,
+    relay_slim: Option<String>,
     fixture: String,
     runs: usize,
     files: Vec<String>,
@@ -25,6 +26,7 @@ fn parse_args() -> Result<Args, String> {
         emulator: String::new(),
         baseline: String::new(),
         relay: String::new(),
+        relay_slim: None,
         fixture: String::new(),
         runs: 20,
         files: Vec::new(),
@@ -36,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
             "--emulator" => args.emulator = value()?,
             "--baseline" => args.baseline = value()?,
             "--relay" => args.relay = value()?,
+            "--relay-slim" => args.relay_slim = Some(value()?),
             "--fixture" => args.fixture = value()?,
             "--runs" => {
                 args.runs = value()?
@@ -109,13 +112,82 @@ fn show(value: Option<f64>) -> String {
     value.map_or("–".to_string(), |v| format!("{v:.3}"))
 }
 
+/// The network outputs' figures: post-runtime time under `background` and `end` with a healthy
+/// local OTLP backend, and peak RSS with every output on.
+fn outputs_figures(args: &Args) -> Result<(), String> {
+    let otlp = [
+        "--backend",
+        "healthy",
+        "--env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+        "--invokes",
+        "5",
+    ];
+    let everything = [
+        "--env",
+        "TELEMETRY_RELAY_EMF=on",
+        "--env",
+        "TELEMETRY_RELAY_HTTP_URL={backend}/ingest",
+        "--env",
+        "TELEMETRY_RELAY_TYPES=platform,function,extension",
+    ];
+    let scenarios: [(&str, Vec<&str>); 3] = [
+        (
+            "OTLP, flush background",
+            [&otlp[..], &["--env", "TELEMETRY_RELAY_FLUSH=background"]].concat(),
+        ),
+        (
+            "OTLP, flush end",
+            [&otlp[..], &["--env", "TELEMETRY_RELAY_FLUSH=end"]].concat(),
+        ),
+        (
+            "stdout + EMF + HTTP + OTLP (3 signals)",
+            [&otlp[..], &everything[..]].concat(),
+        ),
+    ];
+    let runs = (args.runs / 2).max(5);
+    println!("\n{runs} cold starts each with a healthy local backend:\n");
+    println!(
+        "| scenario | post-runtime per invoke, ms (median) | peak RSS, MiB (median) | events lost |"
+    );
+    println!("|---|---|---|---|");
+    for (name, extra) in scenarios {
+        let (mut post, mut rss, mut lost) = (Vec::new(), Vec::new(), 0u64);
+        for _ in 0..runs {
+            let report = emulate(&args.emulator, &args.relay, &extra)?;
+            let [_, mean_post, _, _, peak, _] = figures(&report);
+            post.extend(mean_post);
+            rss.extend(peak);
+            lost += report["stderr"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|l| {
+                    l.split(" dropped=")
+                        .nth(1)
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+                .sum::<u64>();
+        }
+        println!(
+            "| {name} | {} | {} | {lost} |",
+            show(percentile(&mut post, 0.5)),
+            show(percentile(&mut rss, 0.5))
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let args = parse_args()?;
     let cold = ["--invokes", "5"];
-    let mut samples: [[Vec<f64>; 6]; 2] = Default::default();
+    let mut extensions = vec![&args.baseline, &args.relay];
+    extensions.extend(args.relay_slim.as_ref());
+    let mut samples: Vec<[Vec<f64>; 6]> = extensions.iter().map(|_| Default::default()).collect();
     let mut lost = 0u64;
     for _ in 0..args.runs {
-        for (which, extension) in [&args.baseline, &args.relay].into_iter().enumerate() {
+        for (which, extension) in extensions.iter().enumerate() {
             let report = emulate(&args.emulator, extension, &cold)?;
             if report["exit_code"] != 0 || report["killed"] != false {
                 return Err(format!(
@@ -123,7 +195,7 @@ fn main() -> Result<(), String> {
                     report["exit_code"]
                 ));
             }
-            if which == 1 {
+            if which > 0 {
                 // Every event POSTed must be on stdout (text format: one line per event here).
                 let delivered: usize = report["posts"].as_array().map_or(0, |p| {
                     p.iter()
@@ -143,28 +215,51 @@ fn main() -> Result<(), String> {
         }
     }
     println!(
-        "{} cold starts each, interleaved; 5 invokes and a SHUTDOWN per start.\n",
+        "{} cold starts each, interleaved; 5 invokes and a SHUTDOWN per start; stdout only.\n",
         args.runs
     );
-    println!("| metric | (a) baseline median | (b) telemetry-relay median | (b) p90 | b/a |");
-    println!("|---|---|---|---|---|");
+    let slim = args.relay_slim.is_some();
+    let (slim_head, slim_rule) = if slim {
+        (" (c) slim build median | c/a |", "---|---|")
+    } else {
+        ("", "")
+    };
+    println!(
+        "| metric | (a) baseline median | (b) telemetry-relay median | (b) p90 | b/a |{slim_head}"
+    );
+    println!("|---|---|---|---|---|{slim_rule}");
     for (i, name) in METRICS.iter().enumerate() {
-        let [a, b] = &mut samples;
-        let a_median = a.get_mut(i).and_then(|v| percentile(v, 0.5));
-        let b_median = b.get_mut(i).and_then(|v| percentile(v, 0.5));
-        let b_p90 = b.get_mut(i).and_then(|v| percentile(v, 0.9));
-        let ratio = match (a_median, b_median) {
-            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+        let mut median = |which: usize, p: f64| {
+            samples
+                .get_mut(which)
+                .and_then(|s| s.get_mut(i))
+                .and_then(|v| percentile(v, p))
+        };
+        let (a, b, b90, c) = (
+            median(0, 0.5),
+            median(1, 0.5),
+            median(1, 0.9),
+            median(2, 0.5),
+        );
+        let ratio = |x: Option<f64>| match (a, x) {
+            (Some(a), Some(x)) if a > 0.0 => format!("{:.2}", x / a),
             _ => "–".to_string(),
         };
+        let slim_cells = if slim {
+            format!(" {} | {} |", show(c), ratio(c))
+        } else {
+            String::new()
+        };
         println!(
-            "| {name} | {} | {} | {} | {ratio} |",
-            show(a_median),
-            show(b_median),
-            show(b_p90)
+            "| {name} | {} | {} | {} | {} |{slim_cells}",
+            show(a),
+            show(b),
+            show(b90),
+            ratio(b)
         );
     }
     println!("| events lost by (b) | | {lost} | | |");
+    outputs_figures(&args)?;
     if !args.fixture.is_empty() {
         let mut rates = Vec::new();
         for _ in 0..3 {
@@ -188,6 +283,34 @@ fn main() -> Result<(), String> {
         println!(
             "\nListener + stdout throughput, 50 POSTs of a full 1000-event batch built from {}: median of 3 runs **{median:.0} events/s**",
             args.fixture
+        );
+        let mut per_cpu = Vec::new();
+        for _ in 0..3 {
+            let report = emulate(
+                &args.emulator,
+                &args.relay,
+                &[
+                    "--invokes",
+                    "1",
+                    "--blast",
+                    &args.fixture,
+                    "--backend",
+                    "healthy",
+                    "--env",
+                    "TELEMETRY_RELAY_STDOUT_FORMAT=json",
+                    "--env",
+                    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
+                ],
+            )?;
+            let events = report["blast"]["events"].as_f64().unwrap_or(0.0);
+            if let Some(cpu_ms) = report["cpu_ms"].as_f64().filter(|c| *c > 0.0) {
+                per_cpu.push(events / (cpu_ms / 1000.0));
+            }
+        }
+        let median = percentile(&mut per_cpu, 0.5).unwrap_or(0.0);
+        println!(
+            "With OTLP logs on as well (parsing, stdout, OTLP JSON encoding and sending, in the \
+             extension's CPU time): median of 3 runs **{median:.0} events per CPU-second**"
         );
     }
     if !args.files.is_empty() {

@@ -253,6 +253,13 @@ fn parse_dimension_sets(value: Option<&str>) -> Result<Vec<Vec<EmfDimension>>, C
     Ok(sets)
 }
 
+impl Outputs {
+    /// Whether anything is sent over the network (and so goes through the delivery pipeline).
+    pub fn network(&self) -> bool {
+        self.http.is_some() || self.otlp.is_some()
+    }
+}
+
 fn parse_flush(value: Option<&str>) -> Result<FlushPolicy, ConfigError> {
     let allowed =
         "expected background (default), end, or periodic,<ms> with <ms> from 10 to 600000";

@@ -503,8 +503,7 @@ fn request_budget(config: &Config) -> Duration {
 
 /// Whether `main` must wait for a [`FlushReport`] before the `/next` that ends an invocation.
 pub fn waits_for_flush(config: &Config) -> bool {
-    config.outputs.flush == crate::config::outputs::FlushPolicy::End
-        && config.outputs.http.is_some()
+    config.outputs.flush == crate::config::outputs::FlushPolicy::End && config.outputs.network()
 }
 
 /// The network outputs the config asks for; `None` if there are none.
