@@ -60,11 +60,21 @@ struct Output {
     endpoint: Endpoint,
     sender: Option<SyncSender<Request>>,
     cursor: u64,
-    in_flight: bool,
+    /// Where the request in flight starts: its events are before `cursor` already, and a retry
+    /// rewinds to here.
+    in_flight: Option<u64>,
     retry_at: Option<Instant>,
     retry_pause: Duration,
     warned: bool,
+    warned_full: bool,
     stats: OutputStats,
+}
+
+impl Output {
+    /// Everything before this is accepted, refused or counted as dropped.
+    fn settled(&self) -> u64 {
+        self.in_flight.unwrap_or(self.cursor)
+    }
 }
 
 struct Entry {
@@ -115,10 +125,11 @@ impl Delivery {
             endpoint,
             sender: None,
             cursor: self.next_seq,
-            in_flight: false,
+            in_flight: None,
             retry_at: None,
             retry_pause: RETRY_PAUSE,
             warned: false,
+            warned_full: false,
             stats: OutputStats::default(),
         });
     }
@@ -158,20 +169,25 @@ impl Delivery {
                 let lost = end - output.cursor.max(entry.first_seq);
                 output.stats.dropped += lost;
                 output.cursor = end;
-                warn!(
-                    "{}: buffer full, dropped {lost} events it had not sent (counted)",
-                    output.name
-                );
+                if !output.warned_full {
+                    output.warned_full = true;
+                    warn!(
+                        "{}: buffer full, dropped {lost} events it had not sent (counted; \
+                         further drops are only counted)",
+                        output.name
+                    );
+                }
             }
         }
     }
 
     /// Frees batches every output is past.
     fn release(&mut self) {
+        // A batch may be needed again until every request holding it has its answer.
         let done = self
             .outputs
             .iter()
-            .map(|o| o.cursor)
+            .map(Output::settled)
             .min()
             .unwrap_or(self.next_seq);
         while self.entries.front().is_some_and(|e| e.end_seq() <= done) {
@@ -186,7 +202,9 @@ impl Delivery {
         let now = Instant::now();
         for index in 0..self.outputs.len() {
             let ready = self.outputs.get(index).is_some_and(|o| {
-                !o.in_flight && o.cursor < self.next_seq && o.retry_at.is_none_or(|at| at <= now)
+                o.in_flight.is_none()
+                    && o.cursor < self.next_seq
+                    && o.retry_at.is_none_or(|at| at <= now)
             });
             if ready {
                 self.send(index, deadline);
@@ -207,6 +225,8 @@ impl Delivery {
             if entry.end_seq() <= seq {
                 continue;
             }
+            // After a retry the buffer may have a gap where batches were dropped.
+            seq = seq.max(entry.first_seq);
             let all: Vec<Event> = entry.batch.events().collect();
             let skip = usize::try_from(seq.saturating_sub(entry.first_seq)).unwrap_or(usize::MAX);
             for &i in entry.kept.iter().skip(skip) {
@@ -246,7 +266,10 @@ impl Delivery {
             },
         };
         match sender.try_send(request) {
-            Ok(()) => output.in_flight = true,
+            Ok(()) => {
+                output.in_flight = Some(output.cursor);
+                output.cursor = seq;
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 warn!("{}: sender thread unavailable", output.name);
             }
@@ -265,19 +288,17 @@ impl Delivery {
         let Some(output) = self.outputs.get_mut(index) else {
             return;
         };
-        output.in_flight = false;
+        let start = output.in_flight.take();
         match outcome {
             Outcome::Sent => {
                 output.stats.sent += events;
                 output.stats.sent_bytes += bytes;
-                output.cursor = output.cursor.max(end_seq);
                 output.retry_at = None;
                 output.retry_pause = RETRY_PAUSE;
             }
             Outcome::Rejected(status) => {
                 output.stats.failed_sends += 1;
                 output.stats.rejected += events;
-                output.cursor = output.cursor.max(end_seq);
                 if !output.warned {
                     warn!(
                         "{}: backend refused {events} events with HTTP {status}; not retried (counted)",
@@ -288,6 +309,15 @@ impl Delivery {
             }
             Outcome::Retry(why) => {
                 output.stats.failed_sends += 1;
+                // Send these again, except what the full buffer dropped meanwhile (counted).
+                let oldest = self.entries.front().map_or(self.next_seq, |e| e.first_seq);
+                if let Some(start) = start {
+                    output.stats.dropped += end_seq.min(oldest).saturating_sub(start);
+                    let from = start.max(oldest);
+                    if from < end_seq {
+                        output.cursor = from;
+                    }
+                }
                 output.retry_at = Some(Instant::now() + output.retry_pause);
                 output.retry_pause = (output.retry_pause * 2).min(RETRY_PAUSE_CAP);
                 if !output.warned {
@@ -304,7 +334,7 @@ impl Delivery {
 
     /// Whether every output has sent everything buffered.
     pub fn idle(&self) -> bool {
-        self.caught_up(self.next_seq) && self.outputs.iter().all(|o| !o.in_flight)
+        self.caught_up(self.next_seq)
     }
 
     /// The position after the last buffered event.
@@ -314,14 +344,14 @@ impl Delivery {
 
     /// Whether every output has had every event before `seq` accepted (or settled).
     pub fn caught_up(&self, seq: u64) -> bool {
-        self.outputs.iter().all(|o| o.cursor >= seq)
+        self.outputs.iter().all(|o| o.settled() >= seq)
     }
 
     /// Events not yet settled by the slowest output, of those before `seq`.
     pub fn behind(&self, seq: u64) -> u64 {
         self.outputs
             .iter()
-            .map(|o| seq.saturating_sub(o.cursor))
+            .map(|o| seq.saturating_sub(o.settled()))
             .max()
             .unwrap_or(0)
     }
@@ -337,8 +367,9 @@ impl Delivery {
     pub fn abandon(&mut self) {
         let end = self.next_seq;
         for output in &mut self.outputs {
-            output.stats.dropped += end.saturating_sub(output.cursor);
+            output.stats.dropped += end.saturating_sub(output.settled());
             output.cursor = end;
+            output.in_flight = None;
         }
     }
 
@@ -386,6 +417,13 @@ mod tests {
         (parsed.batch, (0..n).collect())
     }
 
+    /// As if output `i` had handed the backend everything up to `end` in one request.
+    fn in_flight(d: &mut Delivery, i: usize, end: u64) {
+        let output = &mut d.outputs[i];
+        output.in_flight = Some(output.cursor);
+        output.cursor = end;
+    }
+
     fn delivery(limit: usize) -> Delivery {
         let (tx, _rx) = mpsc::channel();
         let mut d = Delivery::new(limit, tx);
@@ -399,9 +437,16 @@ mod tests {
         let mut d = delivery(1 << 20);
         let (b, kept) = batch(3);
         d.push(b, kept);
+        in_flight(&mut d, 0, 3);
         d.delivered(0, 3, 3, 10, Outcome::Sent);
         assert_eq!(d.entries.len(), 1);
         assert!(!d.idle());
+        in_flight(&mut d, 1, 3);
+        assert_eq!(
+            d.entries.len(),
+            1,
+            "kept while a request holding it is unanswered"
+        );
         d.delivered(1, 3, 3, 10, Outcome::Sent);
         assert!(d.entries.is_empty() && d.bytes == 0 && d.idle());
         assert_eq!(d.stats()[0].1.sent, 3);
@@ -414,6 +459,7 @@ mod tests {
         let limit = (b.footprint() + 64) * 2;
         let mut d = delivery(limit);
         d.push(b, kept);
+        in_flight(&mut d, 0, 2);
         d.delivered(0, 2, 2, 10, Outcome::Sent);
         for _ in 0..3 {
             let (b, kept) = batch(2);
@@ -427,11 +473,35 @@ mod tests {
     }
 
     #[test]
+    fn events_evicted_while_in_flight_are_counted_once() {
+        let (b, kept) = batch(2);
+        let limit = (b.footprint() + 64) * 2;
+        let mut d = delivery(limit);
+        d.push(b, kept);
+        in_flight(&mut d, 0, 2);
+        in_flight(&mut d, 1, 2);
+        for _ in 0..3 {
+            let (b, kept) = batch(2);
+            d.push(b, kept);
+        }
+        // Output a's request is accepted: its 2 events are sent, not dropped.
+        d.delivered(0, 2, 2, 10, Outcome::Sent);
+        // Output b's fails after its batch was evicted: those 2 are dropped, counted once.
+        d.delivered(1, 2, 2, 10, Outcome::Retry("HTTP 503".into()));
+        d.abandon();
+        for (name, stats) in d.stats() {
+            assert_eq!(stats.sent + stats.dropped, 8, "{name}: {stats:?}");
+        }
+    }
+
+    #[test]
     fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
         let mut d = delivery(1 << 20);
         let (b, kept) = batch(4);
         d.push(b, kept);
+        in_flight(&mut d, 0, 4);
         d.delivered(0, 4, 4, 10, Outcome::Retry("HTTP 503".into()));
+        in_flight(&mut d, 1, 4);
         d.delivered(1, 4, 4, 10, Outcome::Rejected(400));
         let stats = d.stats();
         assert_eq!((stats[0].1.sent, stats[0].1.failed_sends), (0, 1));

@@ -79,10 +79,16 @@ fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Se
     }
 }
 
+/// Read and write buffer of each output's client: ureq's 128 KiB defaults, four outputs over,
+/// would be a megabyte; bodies stream through and response headers are small.
+const BUFFER_BYTES: usize = 16 * 1024;
+
 fn build_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
+        .input_buffer_size(BUFFER_BYTES)
+        .output_buffer_size(BUFFER_BYTES)
         .build()
         .into()
 }
