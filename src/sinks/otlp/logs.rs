@@ -8,25 +8,41 @@
 //! id, so on on-demand Lambda it is the invocation between its `platform.start` and the next
 //! one; on LMI invocations overlap, so only JSON records say which is theirs.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 
-use serde_json::{Map, Value, json};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
-use super::{Common, any_value, attribute, nanos, now_ms, span_id, time_ms, trace_id, xray};
+use super::any_value::{self, key_value_open, quoted};
+use super::{Common, nanos, now_ms, span_id, time_ms, trace_id, xray};
 use crate::delivery::Encoder;
 use crate::telemetry::event::{Event, Kind, LogRecord};
 
 /// Trace ids remembered per request id, at most.
 const TRACES_CAP: usize = 1024;
 
-/// The logs signal's encoder.
+/// The logs signal's encoder. Records are written straight into the request body (see
+/// `any_value`): no JSON tree per event.
 pub struct Logs {
     common: Common,
     /// Lambda Managed Instances: invocations overlap, so no "current" one.
     concurrent: bool,
     current: Option<String>,
     traces: HashMap<String, String>,
-    scratch: Vec<u8>,
+    body: Vec<u8>,
+    attributes: Vec<u8>,
+    fields: Vec<u8>,
+}
+
+/// What a JSON-format record said besides its body and attributes.
+#[derive(Default)]
+struct Extracted<'a> {
+    message: bool,
+    level: Option<Cow<'a, str>>,
+    request_id: Option<Cow<'a, str>>,
+    time_ms: Option<i64>,
 }
 
 impl Logs {
@@ -36,49 +52,114 @@ impl Logs {
             concurrent,
             current: None,
             traces: HashMap::new(),
-            scratch: Vec::new(),
+            body: Vec::new(),
+            attributes: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
-    fn record(&mut self, event: &Event) -> Value {
-        let time = time_ms(event.time_text()).unwrap_or_else(now_ms);
-        let mut record = Map::new();
-        record.insert("timeUnixNano".into(), json!(nanos(time)));
-        record.insert("observedTimeUnixNano".into(), json!(nanos(now_ms())));
-        let mut attributes = Vec::new();
-        let request_id;
-        if event.kind.is_log() {
-            attributes.push(attribute("lambda.log.type", json!(event.type_name())));
+    /// One `LogRecord`, appended to `out`.
+    fn write_record(&mut self, event: &Event, out: &mut Vec<u8>) {
+        self.body.clear();
+        self.attributes.clear();
+        let mut time = time_ms(event.time_text()).unwrap_or_else(now_ms);
+        let mut severity = None;
+        let request_id: Option<Cow<str>> = if event.kind.is_log() {
+            attribute(&mut self.attributes, "lambda.log.type", |o| {
+                any_value::string_value(event.type_name(), o)
+            });
             match event.log_record() {
                 LogRecord::Text(json) => {
-                    let text: String = serde_json::from_str(json).unwrap_or_default();
-                    let text = text.strip_suffix('\n').unwrap_or(&text);
-                    let text = text.strip_suffix('\r').unwrap_or(text);
-                    record.insert("body".into(), json!({ "stringValue": text }));
-                    request_id = (!self.concurrent).then(|| self.current.clone()).flatten();
+                    text_body(json, &mut self.body);
+                    if self.concurrent {
+                        None
+                    } else {
+                        self.current.clone().map(Cow::Owned)
+                    }
                 }
                 LogRecord::Json(json) => {
-                    let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-                    request_id = structured(value, &mut record, &mut attributes);
+                    let extracted = self.structured(json);
+                    time = extracted.time_ms.unwrap_or(time);
+                    severity = extracted
+                        .level
+                        .map(|level| (severity_number(&level), level));
+                    extracted.request_id
                 }
             }
         } else {
-            let value: Value = serde_json::from_str(event.record).unwrap_or(Value::Null);
-            request_id = value
-                .get("requestId")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            record.insert("body".into(), any_value(&value));
-            attributes.push(attribute("event.name", json!(event.type_name())));
+            any_value::write(event.record, &mut self.body);
+            attribute(&mut self.attributes, "event.name", |o| {
+                any_value::string_value(event.type_name(), o)
+            });
+            event.request_id()
+        };
+        out.extend_from_slice(
+            format!(
+                r#"{{"timeUnixNano":"{}","observedTimeUnixNano":"{}""#,
+                nanos(time),
+                nanos(now_ms())
+            )
+            .as_bytes(),
+        );
+        if let Some((number, text)) = severity {
+            if number > 0 {
+                out.extend_from_slice(format!(r#","severityNumber":{number}"#).as_bytes());
+            }
+            out.extend_from_slice(b",\"severityText\":");
+            quoted(&text, out);
         }
         if let Some(id) = &request_id {
-            attributes.push(attribute("faas.invocation_id", json!(id)));
-            let trace = self.traces.get(id).cloned().unwrap_or_else(|| trace_id(id));
-            record.insert("traceId".into(), json!(trace));
-            record.insert("spanId".into(), json!(span_id(&[id])));
+            attribute(&mut self.attributes, "faas.invocation_id", |o| {
+                any_value::string_value(id, o)
+            });
+            let trace = self
+                .traces
+                .get(id.as_ref())
+                .cloned()
+                .unwrap_or_else(|| trace_id(id));
+            out.extend_from_slice(
+                format!(r#","traceId":"{trace}","spanId":"{}""#, span_id(&[id])).as_bytes(),
+            );
         }
-        record.insert("attributes".into(), Value::Array(attributes));
-        Value::Object(record)
+        out.extend_from_slice(b",\"body\":");
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(b",\"attributes\":[");
+        out.extend_from_slice(&self.attributes);
+        out.extend_from_slice(b"]}");
+    }
+
+    /// A JSON-format record: its message is the body, its other fields attributes, and level,
+    /// requestId and timestamp are taken out (SPEC.md §6.3). No message: the whole object is
+    /// the body. Not an object: its JSON text is the body.
+    fn structured<'a>(&mut self, json: &'a str) -> Extracted<'a> {
+        self.fields.clear();
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let visitor = Fields {
+            body: &mut self.body,
+            fields: &mut self.fields,
+        };
+        match deserializer.deserialize_map(visitor) {
+            Ok(extracted) if extracted.message => {
+                if !self.fields.is_empty() {
+                    self.attributes.push(b',');
+                    self.attributes.extend_from_slice(&self.fields);
+                }
+                extracted
+            }
+            Ok(extracted) => {
+                self.body.clear();
+                any_value::write(json, &mut self.body);
+                Extracted {
+                    request_id: extracted.request_id,
+                    ..Extracted::default()
+                }
+            }
+            Err(_) => {
+                self.body.clear();
+                any_value::string_value(json, &mut self.body);
+                Extracted::default()
+            }
+        }
     }
 
     /// Follows invocations: which one is current, and its trace id.
@@ -106,55 +187,92 @@ impl Logs {
     }
 }
 
-/// A JSON-format log record: body, severity, attributes; returns its request id.
-fn structured(
-    value: Value,
-    record: &mut Map<String, Value>,
-    attributes: &mut Vec<Value>,
-) -> Option<String> {
-    let Value::Object(mut fields) = value else {
-        record.insert("body".into(), json!({ "stringValue": value.to_string() }));
-        return None;
-    };
-    let message = fields.remove("message").or_else(|| fields.remove("msg"));
-    if let Some(level) = fields.get("level").and_then(Value::as_str) {
-        let (number, text) = severity(level);
-        if number > 0 {
-            record.insert("severityNumber".into(), json!(number));
-        }
-        record.insert("severityText".into(), json!(text));
-        fields.remove("level");
+/// Appends a `KeyValue` to a comma-separated list.
+fn attribute(list: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+    if !list.is_empty() {
+        list.push(b',');
     }
-    let request_id = match fields.remove("requestId") {
-        Some(Value::String(id)) => Some(id),
-        _ => None,
-    };
-    match message {
-        Some(Value::String(text)) => {
-            record.insert("body".into(), json!({ "stringValue": text }));
-        }
-        Some(other) => {
-            record.insert("body".into(), any_value(&other));
-        }
-        // No message: the object is the body, whole (an EMF blob, say).
-        None => {
-            record.insert("body".into(), any_value(&Value::Object(fields)));
-            return request_id;
-        }
-    }
-    if let Some(Value::String(stamp)) = fields.get("timestamp")
-        && let Some(ms) = time_ms(Some(stamp))
-    {
-        record.insert("timeUnixNano".into(), json!(nanos(ms)));
-        fields.remove("timestamp");
-    }
-    attributes.extend(fields.iter().map(|(k, v)| attribute(k, v.clone())));
-    request_id
+    key_value_open(key, list);
+    value(list);
+    list.push(b'}');
 }
 
-/// OTLP severity number and text for a log level (SPEC.md §6.3), case-insensitively.
-fn severity(level: &str) -> (u8, String) {
-    let number = match level.to_ascii_uppercase().as_str() {
+/// A text record's JSON string literal as a `stringValue`, copied without unescaping, minus
+/// one trailing `\n` (or `\r\n`): the line as the function wrote it.
+fn text_body(json: &str, out: &mut Vec<u8>) {
+    let mut inner = json.strip_suffix('"').unwrap_or(json);
+    for escape in ["\\n", "\\r"] {
+        if let Some(rest) = inner.strip_suffix(escape) {
+            // An escape only if the backslash is not itself escaped.
+            let backslashes = rest.bytes().rev().take_while(|&b| b == b'\\').count();
+            if backslashes % 2 == 0 {
+                inner = rest;
+            }
+        }
+    }
+    out.extend_from_slice(b"{\"stringValue\":");
+    out.extend_from_slice(inner.as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
+/// Walks a JSON-format record's fields once.
+struct Fields<'o> {
+    body: &'o mut Vec<u8>,
+    fields: &'o mut Vec<u8>,
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = Extracted<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Extracted<'de>, A::Error> {
+        let mut extracted = Extracted::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let text = || serde_json::from_str::<Cow<'de, str>>(raw.get()).ok();
+            match key.as_ref() {
+                "message" | "msg" if !extracted.message => {
+                    extracted.message = true;
+                    any_value::write(raw.get(), self.body);
+                    continue;
+                }
+                "level" if extracted.level.is_none() && text().is_some() => {
+                    extracted.level = text();
+                    continue;
+                }
+                "requestId" if extracted.request_id.is_none() && text().is_some() => {
+                    extracted.request_id = text();
+                    continue;
+                }
+                "timestamp" if extracted.time_ms.is_none() => {
+                    let ms = match text() {
+                        Some(stamp) => time_ms(Some(&stamp)),
+                        None => raw
+                            .get()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|n| n.is_finite())
+                            .map(|n| n as i64),
+                    };
+                    if ms.is_some() {
+                        extracted.time_ms = ms;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            attribute(self.fields, &key, |o| any_value::write(raw.get(), o));
+        }
+        Ok(extracted)
+    }
+}
+
+/// OTLP severity number for a log level (SPEC.md §6.3), case-insensitively; 0 if unknown.
+fn severity_number(level: &str) -> u8 {
+    match level.to_ascii_uppercase().as_str() {
         "TRACE" => 1,
         "DEBUG" => 5,
         "INFO" => 9,
@@ -162,8 +280,7 @@ fn severity(level: &str) -> (u8, String) {
         "ERROR" => 17,
         "FATAL" | "CRITICAL" => 21,
         _ => 0,
-    };
-    (number, level.to_string())
+    }
 }
 
 impl Encoder for Logs {
@@ -178,15 +295,10 @@ impl Encoder for Logs {
 
     fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool {
         self.track(event);
-        let record = self.record(event);
-        self.scratch.clear();
-        if serde_json::to_writer(&mut self.scratch, &record).is_err() {
-            return false;
-        }
         if !first {
             out.push(b',');
         }
-        out.extend_from_slice(&self.scratch);
+        self.write_record(event, out);
         true
     }
 
@@ -199,6 +311,43 @@ impl Encoder for Logs {
 mod tests {
     use super::*;
     use crate::sinks::otlp::tests_support::{common, encode};
+    use serde_json::Value;
+
+    #[test]
+    fn one_trailing_line_break_is_dropped_and_nothing_else() {
+        let cases = [
+            (r#""line\n""#, "line"),
+            (r#""line\r\n""#, "line"),
+            (r#""two\nlines\n""#, "two\nlines"),
+            (
+                r#""ends in a backslash and n: \\n""#,
+                "ends in a backslash and n: \\n",
+            ),
+            (r#""no break""#, "no break"),
+            (r#""""#, ""),
+        ];
+        for (json, text) in cases {
+            let mut out = Vec::new();
+            text_body(json, &mut out);
+            let value: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(value["stringValue"], text, "{json}");
+        }
+    }
+
+    #[test]
+    fn levels_map_to_severity_numbers() {
+        for (level, n) in [
+            ("trace", 1),
+            ("DEBUG", 5),
+            ("Info", 9),
+            ("WARNING", 13),
+            ("error", 17),
+            ("CRITICAL", 21),
+            ("notice", 0),
+        ] {
+            assert_eq!(severity_number(level), n, "{level}");
+        }
+    }
 
     #[test]
     fn json_format_records_keep_their_fields() {

@@ -7,6 +7,7 @@
 //! built once from the Lambda environment with the FaaS and cloud semantic conventions, and
 //! then `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, which win.
 
+pub mod any_value;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
