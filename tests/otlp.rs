@@ -127,6 +127,11 @@ fn every_signal_is_valid_otlp_and_complete() {
         })
         .sum();
     run.check(invocations == 3, "faas.invocations adds up to 3");
+    let received = metrics
+        .iter()
+        .filter(|m| m["name"] == "telemetry_relay.events.received")
+        .count();
+    run.check(received > 0, "the relay's own counters are sent as metrics");
     run.check(
         !run.stderr().iter().any(|l| l.contains("s3cr3t")),
         "the header value is never printed",

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::Msg;
+use crate::pipeline::{Counters, Msg};
 use crate::telemetry::event::{Batch, Event};
 use crate::warn;
 use sender::{Endpoint, Outcome, Request};
@@ -34,6 +34,8 @@ pub trait Encoder: Send {
     fn content_type(&self) -> &'static str;
     /// Appends one event; returns false if this output does not carry it.
     fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool;
+    /// The relay's counters as they are now, before a request is encoded.
+    fn counters(&mut self, _counters: &Counters) {}
     /// Opens and closes a request body around the events.
     fn start(&mut self, _out: &mut Vec<u8>) {}
     fn finish(&mut self, _out: &mut Vec<u8>) {}
@@ -194,6 +196,13 @@ impl Delivery {
             if let Some(entry) = self.entries.pop_front() {
                 self.bytes -= entry.footprint;
             }
+        }
+    }
+
+    /// Gives every output the relay's current counters.
+    pub fn set_counters(&mut self, counters: &Counters) {
+        for output in &mut self.outputs {
+            output.encoder.counters(counters);
         }
     }
 

@@ -80,6 +80,17 @@ pub enum Msg {
     },
 }
 
+/// The relay's own counters, as the outputs that report them (EMF, OTLP metrics) see them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events_received: u64,
+    pub events_relayed: u64,
+    pub dropped_by_platform: u64,
+    pub dropped_by_buffer: u64,
+    pub failed_sends: u64,
+    pub malformed_posts: u64,
+}
+
 /// Counters, reported in the shutdown summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -183,31 +194,30 @@ impl Relay {
         self.stats
     }
 
-    /// The relay's own counters as a last EMF document.
-    fn emit_counters(&mut self) {
-        let Some(emf) = &self.emf else {
-            return;
-        };
+    /// The counters the EMF and OTLP metrics outputs report.
+    fn counters(&self) -> Counters {
         let outputs = self
             .delivery
             .as_ref()
             .map(Delivery::stats)
             .unwrap_or_default();
         let s = &self.stats;
-        let counters = [
-            ("EventsReceived", s.events),
-            ("EventsRelayed", s.relayed),
-            ("EventsDroppedByPlatform", s.platform_dropped_records),
-            (
-                "EventsDroppedByBuffer",
-                outputs.iter().map(|(_, o)| o.dropped).sum(),
-            ),
-            (
-                "FailedSends",
-                outputs.iter().map(|(_, o)| o.failed_sends).sum(),
-            ),
-            ("MalformedPosts", s.malformed_posts + s.oversize_posts),
-        ];
+        Counters {
+            events_received: s.events,
+            events_relayed: s.relayed,
+            dropped_by_platform: s.platform_dropped_records,
+            dropped_by_buffer: outputs.iter().map(|(_, o)| o.dropped).sum(),
+            failed_sends: outputs.iter().map(|(_, o)| o.failed_sends).sum(),
+            malformed_posts: s.malformed_posts + s.oversize_posts,
+        }
+    }
+
+    /// The relay's own counters as a last EMF document.
+    fn emit_counters(&mut self) {
+        let counters = self.counters();
+        let Some(emf) = &self.emf else {
+            return;
+        };
         emf.counters(&counters, &mut self.emf_buffer);
         self.flush_emf();
     }
@@ -254,7 +264,9 @@ impl Relay {
     }
 
     fn send_now(&mut self, deadline: Instant) {
+        let counters = self.counters();
         if let Some(delivery) = &mut self.delivery {
+            delivery.set_counters(&counters);
             delivery.pump(deadline);
         }
     }

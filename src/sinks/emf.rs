@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{Map, Value, json};
 
 use crate::config::outputs::EmfOutput;
+use crate::pipeline::Counters;
 use crate::telemetry::event::{Event, Kind, PlatformRecord};
 use crate::telemetry::time::epoch_ms;
 
@@ -120,9 +121,17 @@ impl Emf {
     }
 
     /// The relay's own counters, as a last document.
-    pub fn counters(&self, counters: &[(&'static str, u64)], out: &mut Vec<u8>) {
+    pub fn counters(&self, c: &Counters, out: &mut Vec<u8>) {
         let mut doc = Doc::default();
-        for &(name, value) in counters {
+        let named = [
+            ("EventsReceived", c.events_received),
+            ("EventsRelayed", c.events_relayed),
+            ("EventsDroppedByPlatform", c.dropped_by_platform),
+            ("EventsDroppedByBuffer", c.dropped_by_buffer),
+            ("FailedSends", c.failed_sends),
+            ("MalformedPosts", c.malformed_posts),
+        ];
+        for (name, value) in named {
             doc.metric(name, Unit::Count, Some(value as f64));
         }
         self.write(doc, None, out);
@@ -442,7 +451,11 @@ mod tests {
     #[test]
     fn counters_document() {
         let mut out = Vec::new();
-        emf().counters(&[("EventsReceived", 7), ("MalformedPosts", 0)], &mut out);
+        let counters = Counters {
+            events_received: 7,
+            ..Counters::default()
+        };
+        emf().counters(&counters, &mut out);
         let doc: Value = serde_json::from_slice(&out).unwrap();
         assert_valid(&doc);
         assert_eq!(doc["EventsReceived"], 7.0);

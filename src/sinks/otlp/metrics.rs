@@ -9,11 +9,13 @@
 
 use serde_json::{Value, json};
 
-use super::{Common, nanos, time_ms};
+use super::{Common, nanos, now_ms, time_ms};
 use crate::delivery::Encoder;
+use crate::pipeline::Counters;
 use crate::telemetry::event::{Event, Kind};
 
 const DELTA: u8 = 1;
+const CUMULATIVE: u8 = 2;
 const SECONDS_BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
@@ -81,6 +83,9 @@ pub struct Metrics {
     billed: Histogram,
     memory: Histogram,
     init: Histogram,
+    /// The relay's own counters, cumulative since it started.
+    counters: Counters,
+    started_ms: i64,
 }
 
 impl Metrics {
@@ -100,6 +105,8 @@ impl Metrics {
             billed: Histogram::default(),
             memory: Histogram::default(),
             init: Histogram::default(),
+            counters: Counters::default(),
+            started_ms: now_ms(),
         }
     }
 
@@ -135,13 +142,71 @@ impl Metrics {
     }
 
     fn reset(&mut self) {
+        let (counters, started_ms) = (self.counters, self.started_ms);
         *self = Metrics::new(self.common.clone());
+        self.counters = counters;
+        self.started_ms = started_ms;
+    }
+
+    /// The relay's counters as cumulative monotonic sums.
+    fn relay_counters(&self, end_ms: i64) -> Vec<Value> {
+        let c = &self.counters;
+        let named = [
+            (
+                "telemetry_relay.events.received",
+                "{event}",
+                c.events_received,
+            ),
+            (
+                "telemetry_relay.events.relayed",
+                "{event}",
+                c.events_relayed,
+            ),
+            (
+                "telemetry_relay.events.dropped_by_platform",
+                "{event}",
+                c.dropped_by_platform,
+            ),
+            (
+                "telemetry_relay.events.dropped_by_buffer",
+                "{event}",
+                c.dropped_by_buffer,
+            ),
+            ("telemetry_relay.sends.failed", "{request}", c.failed_sends),
+            (
+                "telemetry_relay.posts.malformed",
+                "{request}",
+                c.malformed_posts,
+            ),
+        ];
+        named
+            .iter()
+            .map(|(name, unit, value)| {
+                json!({
+                    "name": name,
+                    "unit": unit,
+                    "sum": {
+                        "aggregationTemporality": CUMULATIVE,
+                        "isMonotonic": true,
+                        "dataPoints": [{
+                            "startTimeUnixNano": nanos(self.started_ms),
+                            "timeUnixNano": nanos(end_ms.max(self.started_ms)),
+                            "asInt": value.to_string(),
+                        }],
+                    },
+                })
+            })
+            .collect()
     }
 }
 
 impl Encoder for Metrics {
     fn content_type(&self) -> &'static str {
         "application/json"
+    }
+
+    fn counters(&mut self, counters: &Counters) {
+        self.counters = *counters;
     }
 
     fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
@@ -196,6 +261,7 @@ impl Encoder for Metrics {
                 .to_json("faas.mem_usage", "By", &BYTES_BOUNDS, window),
         ];
         metrics.extend(histograms.into_iter().flatten());
+        metrics.extend(self.relay_counters(window.1.max(now_ms())));
         self.common
             .open("resourceMetrics", "scopeMetrics", "metrics", out);
         for (i, metric) in metrics.iter().enumerate() {
@@ -263,6 +329,29 @@ mod tests {
         ] {
             assert!(find(&m, absent).is_none(), "{absent}");
         }
+    }
+
+    #[test]
+    fn the_relay_counters_are_cumulative_sums() {
+        let mut encoder = Metrics::new(common());
+        encoder.counters(&Counters {
+            events_received: 12,
+            malformed_posts: 1,
+            ..Counters::default()
+        });
+        let body = encode(&mut encoder, "ondemand-cold-start.json");
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        let m = request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let received = find(&m, "telemetry_relay.events.received").unwrap();
+        assert_eq!(received["sum"]["aggregationTemporality"], CUMULATIVE);
+        assert_eq!(received["sum"]["dataPoints"][0]["asInt"], "12");
+        assert_eq!(
+            find(&m, "telemetry_relay.posts.malformed").unwrap()["sum"]["dataPoints"][0]["asInt"],
+            "1"
+        );
     }
 
     #[test]
