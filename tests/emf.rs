@@ -20,6 +20,13 @@ fn documents(run: &Run) -> Vec<Value> {
         .collect()
 }
 
+/// The documents of invocations (not init or counters).
+fn invocation_documents(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d.get("Invocations").is_some())
+        .collect()
+}
+
 /// Runs the third-party validator over the documents; `false` if it is not installed.
 fn validate(run: &Run) -> bool {
     let lines: Vec<String> = run
@@ -48,10 +55,7 @@ fn every_document_is_valid_emf_with_one_per_invocation_and_init() {
     ]);
     validate(&run);
     let docs = documents(&run);
-    let invocations: Vec<&Value> = docs
-        .iter()
-        .filter(|d| d.get("Invocations").is_some())
-        .collect();
+    let invocations = invocation_documents(&docs);
     run.check(
         invocations.len() == 4,
         "one document per invocation, the last one after SHUTDOWN",
@@ -95,10 +99,7 @@ fn managed_instances_documents_carry_only_what_lmi_reports_have() {
     let run = Run::new(&[EMF_ON[0], EMF_ON[1], "--lmi", "--invokes", "3"]);
     validate(&run);
     let docs = documents(&run);
-    let invocations: Vec<&Value> = docs
-        .iter()
-        .filter(|d| d.get("Invocations").is_some())
-        .collect();
+    let invocations = invocation_documents(&docs);
     run.check(invocations.len() == 3, "one document per invocation");
     for doc in invocations {
         run.check(doc.get("Duration").is_some(), "duration carried");
@@ -158,14 +159,11 @@ fn emf_without_platform_events_is_a_config_error() {
         "--env",
         "TELEMETRY_RELAY_TYPES=function",
     ]);
-    let body = run.report["errors"][0]["body"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = run.init_error_message();
     run.check(
-        body.contains(
-            "TELEMETRY_RELAY_EMF=\\\"on\\\" is not valid: EMF metrics come from platform events",
+        message.contains(
+            "TELEMETRY_RELAY_EMF=\"on\" is not valid: EMF metrics come from platform events",
         ),
-        &body,
+        &message,
     );
 }

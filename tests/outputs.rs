@@ -190,15 +190,12 @@ fn a_config_mistake_in_an_output_fails_init() {
         "--env",
         "TELEMETRY_RELAY_HTTP_HEADERS=x-api-key=s3cr3t",
     ]);
-    let body = run.report["errors"][0]["body"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let message = run.init_error_message();
     run.check(
-        body.contains(
-            "TELEMETRY_RELAY_HTTP_URL=\\\"collector:4318\\\" is not valid: expected an http://",
+        message.contains(
+            "TELEMETRY_RELAY_HTTP_URL=\"collector:4318\" is not valid: expected an http://",
         ),
-        &body,
+        &message,
     );
     run.check(run.report["exit_code"] == 1, "exits 1");
 }

@@ -112,6 +112,22 @@ fn show(value: Option<f64>) -> String {
     value.map_or("–".to_string(), |v| format!("{v:.3}"))
 }
 
+/// Three runs of 50 back-to-back full batches (`--blast`), stdout in JSON, plus `extra`.
+fn blasts(args: &Args, extra: &[&str]) -> Result<Vec<Value>, String> {
+    let base = [
+        "--invokes",
+        "1",
+        "--blast",
+        &args.fixture,
+        "--env",
+        "TELEMETRY_RELAY_STDOUT_FORMAT=json",
+    ];
+    let run: Vec<&str> = base.iter().chain(extra).copied().collect();
+    (0..3)
+        .map(|_| emulate(&args.emulator, &args.relay, &run))
+        .collect()
+}
+
 /// The network outputs' figures: post-runtime time under `background` and `end` with a healthy
 /// local OTLP backend, and peak RSS with every output on.
 fn outputs_figures(args: &Args) -> Result<(), String> {
@@ -261,56 +277,35 @@ fn main() -> Result<(), String> {
     println!("| events lost by (b) | | {lost} | | |");
     outputs_figures(&args)?;
     if !args.fixture.is_empty() {
-        let mut rates = Vec::new();
-        for _ in 0..3 {
-            let report = emulate(
-                &args.emulator,
-                &args.relay,
-                &[
-                    "--invokes",
-                    "1",
-                    "--blast",
-                    &args.fixture,
-                    "--env",
-                    "TELEMETRY_RELAY_STDOUT_FORMAT=json",
-                ],
-            )?;
-            if let Some(rate) = report["blast"]["events_per_s"].as_f64() {
-                rates.push(rate);
-            }
-        }
-        let median = percentile(&mut rates, 0.5).unwrap_or(0.0);
+        let stdout_only = blasts(&args, &[])?;
+        let rates: Vec<f64> = stdout_only
+            .iter()
+            .filter_map(|r| r["blast"]["events_per_s"].as_f64())
+            .collect();
         println!(
-            "\nListener + stdout throughput, 50 POSTs of a full 1000-event batch built from {}: median of 3 runs **{median:.0} events/s**",
-            args.fixture
+            "\nListener + stdout throughput, 50 POSTs of a full 1000-event batch built from {}: \
+             median of 3 runs **{:.0} events/s**",
+            args.fixture,
+            percentile(&mut rates.clone(), 0.5).unwrap_or(0.0)
         );
-        let mut per_cpu = Vec::new();
-        for _ in 0..3 {
-            let report = emulate(
-                &args.emulator,
-                &args.relay,
-                &[
-                    "--invokes",
-                    "1",
-                    "--blast",
-                    &args.fixture,
-                    "--backend",
-                    "healthy",
-                    "--env",
-                    "TELEMETRY_RELAY_STDOUT_FORMAT=json",
-                    "--env",
-                    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
-                ],
-            )?;
-            let events = report["blast"]["events"].as_f64().unwrap_or(0.0);
-            if let Some(cpu_ms) = report["cpu_ms"].as_f64().filter(|c| *c > 0.0) {
-                per_cpu.push(events / (cpu_ms / 1000.0));
-            }
-        }
-        let median = percentile(&mut per_cpu, 0.5).unwrap_or(0.0);
+        let otlp = [
+            "--backend",
+            "healthy",
+            "--env",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
+        ];
+        let mut per_cpu: Vec<f64> = blasts(&args, &otlp)?
+            .iter()
+            .filter_map(|r| {
+                let events = r["blast"]["events"].as_f64()?;
+                let cpu_s = r["cpu_ms"].as_f64().filter(|c| *c > 0.0)? / 1000.0;
+                Some(events / cpu_s)
+            })
+            .collect();
         println!(
             "With OTLP logs on as well (parsing, stdout, OTLP JSON encoding and sending, in the \
-             extension's CPU time): median of 3 runs **{median:.0} events per CPU-second**"
+             extension's CPU time): median of 3 runs **{:.0} events per CPU-second**",
+            percentile(&mut per_cpu, 0.5).unwrap_or(0.0)
         );
     }
     if !args.files.is_empty() {

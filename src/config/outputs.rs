@@ -123,13 +123,7 @@ impl Outputs {
             Some(url) => Some(HttpOutput {
                 url: parse_url(HTTP_URL, url)?,
                 headers: parse_headers(HTTP_HEADERS, get(HTTP_HEADERS))?,
-                timeout: Duration::from_millis(parse_range(
-                    get(HTTP_TIMEOUT_MS),
-                    HTTP_TIMEOUT_MS,
-                    5000u64,
-                    10,
-                    600_000,
-                )?),
+                timeout: parse_timeout(HTTP_TIMEOUT_MS, get(HTTP_TIMEOUT_MS), 5000)?,
             }),
         };
         let emf = match get(EMF).map(str::to_ascii_lowercase).as_deref() {
@@ -155,6 +149,15 @@ impl Outputs {
             http,
         })
     }
+}
+
+/// A per-call timeout in milliseconds, 10 ms to 10 minutes.
+fn parse_timeout(
+    var: &'static str,
+    value: Option<&str>,
+    default_ms: u64,
+) -> Result<Duration, ConfigError> {
+    parse_range(value, var, default_ms, 10, 600_000).map(Duration::from_millis)
 }
 
 fn parse_otlp(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, ConfigError> {
@@ -185,13 +188,7 @@ fn parse_otlp(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Confi
         metrics_url: signal(OTLP_METRICS_ENDPOINT, "metrics")?,
         traces_url: signal(OTLP_TRACES_ENDPOINT, "traces")?,
         headers: parse_headers(OTLP_HEADERS, get(OTLP_HEADERS))?,
-        timeout: Duration::from_millis(parse_range(
-            get(OTLP_TIMEOUT),
-            OTLP_TIMEOUT,
-            10_000u64,
-            10,
-            600_000,
-        )?),
+        timeout: parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?,
         service_name: get(SERVICE_NAME).map(str::to_string),
         resource_attributes: parse_headers(RESOURCE_ATTRIBUTES, get(RESOURCE_ATTRIBUTES))?
             .into_iter()

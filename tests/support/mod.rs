@@ -134,6 +134,16 @@ impl Run {
         );
     }
 
+    /// The `errorMessage` of the first `/extension/init/error` report, if any.
+    pub fn init_error_message(&self) -> String {
+        let body = self.report["errors"][0]["body"].as_str().unwrap_or("{}");
+        let body: Value = serde_json::from_str(body).unwrap_or_default();
+        body["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// The shutdown summary's counter `name`.
     pub fn counter(&self, name: &str) -> u64 {
         let key = format!(" {name}=");
