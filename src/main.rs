@@ -3,10 +3,12 @@
 //! This file is wiring, in the order of SPEC.md §3. Init is register → bind → subscribe →
 //! first `/next` and nothing else, because everything before the first `/next` is billed Init
 //! Duration: the one thread started on the way is the relay, which then starts the listener
-//! (and with it tiny_http's own threads) while we already wait in `/next`. Three threads share
+//! (and with it tiny_http's own threads) while we already wait in `/next`. The threads share
 //! one channel: this one runs the Extensions API loop and sends INVOKE/SHUTDOWN, the listener
-//! sends each POST, and the relay, the only receiver, owns the outputs. Failures become exit
-//! codes here: a config mistake goes to `/extension/init/error`.
+//! sends each POST, each network output's sender reports its requests, and the relay, the only
+//! receiver, owns the outputs. Under the `end` flush policy this thread also waits, bounded, on
+//! a reply channel before the `/next` that ends an invocation. Failures become exit codes
+//! here: a config mistake goes to `/extension/init/error`.
 
 // Tests may unwrap and panic: a failed expectation is exactly what should stop them.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -1,17 +1,21 @@
-//! The relay thread: the channel's only receiver. It owns the outputs, the echo guard, the
-//! counters and the decision of when the last batch is in.
+//! The relay thread: the channel's only receiver. It owns the outputs (stdout and EMF written
+//! directly, network outputs through `delivery`), the echo guard, the counters, the flush
+//! policy (`flush`) and the decision of when the last batch is in.
 //!
-//! Two senders feed it: `main` (subscription outcome, INVOKE, SHUTDOWN) and the listener (each
-//! POST). It never waits on `/next`, which blocks for hours on Lambda Managed Instances, so events
-//! are relayed while the lifecycle thread is blocked.
+//! Three kinds of sender feed it: `main` (subscription outcome, INVOKE, SHUTDOWN), the listener
+//! (each POST, then `ListenerClosed`) and each network output's sender thread (the result of
+//! each request). It never waits on `/next`, which blocks for hours on Lambda Managed Instances,
+//! nor on a network call, so events are relayed while the lifecycle thread is blocked and a
+//! dead backend stalls only its own output.
 //!
 //! SHUTDOWN (SPEC.md §3, trap 1): the platform's final batch, with the last invocation's
 //! `platform.report` and any lines the function logged after SHUTDOWN was sent, arrives after
 //! the SHUTDOWN event. So the relay keeps reading until every invocation it saw start has its
 //! report and no POST came for a quiet period (the subscription's `timeoutMs` + 50 ms), capped at
 //! the SHUTDOWN deadline minus a safety margin, or until a second SIGTERM. Then it tells `main`,
-//! which stops the listener; the relay drains what is left in the channel, flushes, and returns
-//! its counters. Without a subscription it returns at once.
+//! which stops the listener; the relay takes what the listener still sent, lets the network
+//! outputs send what is buffered until the same hard stop, counts the rest as dropped, and
+//! returns its counters. Without a subscription or outputs it returns at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
