@@ -216,10 +216,12 @@ fn lifecycle(
             Ok(NextEvent::Invoke {
                 request_id,
                 deadline,
+                xray,
             }) => {
                 failures = 0;
                 let _ = tx.send(Msg::Invoke {
                     request_id: request_id.clone(),
+                    xray,
                 });
                 if let Some(flushed) = flushed {
                     wait_for_flush(flushed, &request_id, deadline);

@@ -34,6 +34,8 @@ pub trait Encoder: Send {
     fn content_type(&self) -> &'static str;
     /// Appends one event; returns false if this output does not carry it.
     fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool;
+    /// INVOKE `request_id` arrived, with its X-Ray trace header if traced.
+    fn invoked(&mut self, _request_id: &str, _xray: Option<&str>) {}
     /// The relay's counters as they are now, before a request is encoded.
     fn counters(&mut self, _counters: &Counters) {}
     /// Opens and closes a request body around the events.
@@ -196,6 +198,13 @@ impl Delivery {
             if let Some(entry) = self.entries.pop_front() {
                 self.bytes -= entry.footprint;
             }
+        }
+    }
+
+    /// Tells every output about an INVOKE (its trace context may not be in the telemetry).
+    pub fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
+        for output in &mut self.outputs {
+            output.encoder.invoked(request_id, xray);
         }
     }
 

@@ -51,10 +51,12 @@ impl ShutdownReason {
 /// One answer of `GET /event/next`.
 #[derive(Debug, PartialEq)]
 pub enum NextEvent {
-    /// `deadline` is the function timeout (now + 1.5 s if Lambda sent none).
+    /// `deadline` is the function timeout (now + 1.5 s if Lambda sent none); `xray` the
+    /// `X-Amzn-Trace-Id` value when the invocation is traced.
     Invoke {
         request_id: String,
         deadline: SystemTime,
+        xray: Option<String>,
     },
     /// `deadline` is the wall-clock time Lambda SIGKILLs us.
     Shutdown {
@@ -75,6 +77,8 @@ struct WireEvent {
     deadline_ms: Option<serde_json::Value>,
     #[serde(rename = "shutdownReason", default)]
     shutdown_reason: Option<serde_json::Value>,
+    #[serde(default)]
+    tracing: Option<serde_json::Value>,
 }
 
 fn string_of(value: Option<serde_json::Value>) -> Option<String> {
@@ -140,9 +144,14 @@ pub fn parse_next(body: &str, now: SystemTime) -> Option<NextEvent> {
     let wire: WireEvent = serde_json::from_str(body).ok()?;
     let kind = wire.event_type.unwrap_or_default();
     if kind.eq_ignore_ascii_case("INVOKE") {
+        let xray = wire
+            .tracing
+            .and_then(|t| string_of(t.get("value").cloned()))
+            .filter(|v| !v.is_empty());
         return Some(NextEvent::Invoke {
             request_id: string_of(wire.request_id).unwrap_or_default(),
             deadline: deadline_of(wire.deadline_ms.as_ref(), now),
+            xray,
         });
     }
     if kind.eq_ignore_ascii_case("SHUTDOWN") {
@@ -210,6 +219,10 @@ mod tests {
             Some(NextEvent::Invoke {
                 request_id: "e5935a8e-2461-4d6a-9c9b-f0437d2e85f8".to_string(),
                 deadline: at(1_773_480_073_124),
+                xray: Some(
+                    "Root=1-69b52883-1e685f6e5413b0143f9b2a07;Parent=a14af2721e102a9f;Sampled=1"
+                        .to_string()
+                ),
             })
         );
     }
@@ -278,6 +291,7 @@ mod tests {
             Some(NextEvent::Invoke {
                 request_id: String::new(),
                 deadline: at(1500),
+                xray: None,
             })
         );
         assert_eq!(

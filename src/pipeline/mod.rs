@@ -64,8 +64,11 @@ pub type Backlog = Arc<AtomicUsize>;
 pub enum Msg {
     /// Whether the Telemetry API subscription succeeded.
     Subscribed(bool),
-    /// An INVOKE from `/next`.
-    Invoke { request_id: String },
+    /// An INVOKE from `/next`, with its X-Ray trace header if it is traced.
+    Invoke {
+        request_id: String,
+        xray: Option<String>,
+    },
     /// SHUTDOWN from `/next`; `deadline` is when Lambda kills us.
     Shutdown { deadline: SystemTime },
     /// A telemetry POST, answered and parsed.
@@ -293,9 +296,10 @@ impl Relay {
                     delivery.delivered(output, end_seq, events, bytes, outcome);
                 }
             }
-            Msg::Invoke { request_id } => {
+            Msg::Invoke { request_id, xray } => {
                 self.stats.invokes += 1;
-                if let Some(delivery) = &self.delivery {
+                if let Some(delivery) = &mut self.delivery {
+                    delivery.invoked(&request_id, xray.as_deref());
                     self.flush.invoked(request_id.clone(), delivery);
                 }
                 self.expect_report(request_id);
@@ -597,6 +601,7 @@ mod tests {
         let mut relay = relay("platform,function");
         relay.handle(Msg::Invoke {
             request_id: "a".into(),
+            xray: None,
         });
         relay.handle(post(
             r#"[{"time":"t","type":"platform.start","record":{"requestId":"b"}}]"#,
@@ -617,6 +622,7 @@ mod tests {
         let mut relay = relay("function");
         relay.handle(Msg::Invoke {
             request_id: "a".into(),
+            xray: None,
         });
         assert!(relay.pending.is_empty());
         assert_eq!(relay.stats.invokes, 1);
@@ -628,6 +634,7 @@ mod tests {
         for i in 0..MAX_PENDING + 10 {
             relay.handle(Msg::Invoke {
                 request_id: i.to_string(),
+                xray: None,
             });
         }
         assert_eq!(relay.pending.len(), MAX_PENDING);
@@ -653,6 +660,7 @@ mod tests {
         let mut relay = relay("platform");
         relay.handle(Msg::Invoke {
             request_id: "never-reported".into(),
+            xray: None,
         });
         let (_tx, rx) = std::sync::mpsc::channel();
         // No subscription: nothing will come, so nothing is awaited even with a far deadline.

@@ -30,6 +30,8 @@ struct Open {
 pub struct Traces {
     common: Common,
     open: HashMap<String, Open>,
+    /// X-Ray headers of INVOKEs, for a `platform.start` that carries none.
+    invoked: HashMap<String, String>,
     init_start_ms: Option<i64>,
 }
 
@@ -38,6 +40,7 @@ impl Traces {
         Traces {
             common,
             open: HashMap::new(),
+            invoked: HashMap::new(),
             init_start_ms: None,
         }
     }
@@ -53,7 +56,7 @@ impl Traces {
             }
             Kind::InitReport => self.init_span(&record, time).into_iter().collect(),
             Kind::Start => {
-                self.start(&record, time);
+                self.open_invocation(&record, time);
                 Vec::new()
             }
             Kind::RuntimeDone => {
@@ -65,16 +68,13 @@ impl Traces {
         }
     }
 
-    fn start(&mut self, record: &PlatformRecord, time: Option<i64>) {
+    fn open_invocation(&mut self, record: &PlatformRecord, time: Option<i64>) {
         let (Some(id), Some(start_ms)) = (record.request_id.0.as_deref(), time) else {
             return;
         };
-        let (xray_trace, parent) = record
-            .tracing
-            .0
-            .as_ref()
-            .and_then(|t| t.value.0.as_deref())
-            .map_or((None, None), xray);
+        let from_invoke = self.invoked.remove(id);
+        let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
+        let (xray_trace, parent) = header.or(from_invoke.as_deref()).map_or((None, None), xray);
         if self.open.len() >= OPEN_CAP {
             self.open.clear();
         }
@@ -201,6 +201,16 @@ impl Encoder for Traces {
         "application/json"
     }
 
+    fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
+        if let Some(header) = xray {
+            if self.invoked.len() >= OPEN_CAP {
+                self.invoked.clear();
+            }
+            self.invoked
+                .insert(request_id.to_string(), header.to_string());
+        }
+    }
+
     fn start(&mut self, out: &mut Vec<u8>) {
         self.common
             .open("resourceSpans", "scopeSpans", "spans", out);
@@ -257,6 +267,31 @@ mod tests {
         for name in ["responseLatency", "responseDuration", "extensionOverhead"] {
             assert!(names.contains(&name), "{name} in {names:?}");
         }
+    }
+
+    #[test]
+    fn the_invoke_trace_header_links_a_start_without_one() {
+        let mut traces = Traces::new(common());
+        traces.invoked(
+            "r-1",
+            Some("Root=1-5e1b4151-5ac6c58fbd3c1e4c48b2c1f0;Parent=53995c3f42cd8ad8;Sampled=1"),
+        );
+        let body = br#"[{"time":"2026-03-14T09:21:07.100Z","type":"platform.start","record":{"requestId":"r-1"}},
+            {"time":"2026-03-14T09:21:07.200Z","type":"platform.report","record":{"requestId":"r-1","status":"success","metrics":{"durationMs":100}}}]"#;
+        let parsed = crate::telemetry::event::parse(body.to_vec());
+        let mut out = Vec::new();
+        traces.start(&mut out);
+        let mut first = true;
+        for event in parsed.batch.events() {
+            if traces.event(&event, first, &mut out) {
+                first = false;
+            }
+        }
+        traces.finish(&mut out);
+        let request: Value = serde_json::from_slice(&out).unwrap();
+        let span = &request["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"], "5e1b41515ac6c58fbd3c1e4c48b2c1f0");
+        assert_eq!(span["parentSpanId"], "53995c3f42cd8ad8");
     }
 
     #[test]
