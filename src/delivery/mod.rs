@@ -245,14 +245,13 @@ impl Delivery {
             }
             // After a retry the buffer may have a gap where batches were dropped.
             seq = seq.max(entry.first_seq);
-            let all: Vec<Event> = entry.batch.events().collect();
             let skip = usize::try_from(seq.saturating_sub(entry.first_seq)).unwrap_or(usize::MAX);
             for &i in entry.kept.iter().skip(skip) {
                 if body.len() >= MAX_REQUEST_BYTES {
                     break 'entries;
                 }
-                if let Some(event) = all.get(i)
-                    && output.encoder.event(event, events == 0, &mut body)
+                if let Some(event) = entry.batch.get(i)
+                    && output.encoder.event(&event, events == 0, &mut body)
                 {
                     events += 1;
                 }

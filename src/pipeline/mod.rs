@@ -333,7 +333,13 @@ impl Relay {
         }
         debug!("batch of {} events", parsed.batch.len());
         let mut runtime_done = Vec::new();
-        for event in parsed.batch.events() {
+        let mut kept = Vec::with_capacity(parsed.batch.len());
+        for (i, event) in parsed.batch.events().enumerate() {
+            if self.guard.as_mut().is_some_and(|g| g.is_own(&event)) {
+                self.stats.own_echoes += 1;
+            } else {
+                kept.push(i);
+            }
             match event.kind {
                 Kind::RuntimeDone => {
                     runtime_done.extend(event.request_id().map(|id| id.into_owned()))
@@ -358,14 +364,6 @@ impl Relay {
                 _ => {}
             }
         }
-        let mut kept = Vec::with_capacity(parsed.batch.len());
-        for (i, event) in parsed.batch.events().enumerate() {
-            if self.guard.as_mut().is_some_and(|g| g.is_own(&event)) {
-                self.stats.own_echoes += 1;
-            } else {
-                kept.push(i);
-            }
-        }
         self.write_stdout(&parsed, &kept);
         self.write_emf(&parsed, &kept);
         if let Some(delivery) = &mut self.delivery {
@@ -382,9 +380,8 @@ impl Relay {
             return;
         };
         self.emf_buffer.clear();
-        let events: Vec<_> = parsed.batch.events().collect();
-        for event in kept.iter().filter_map(|&i| events.get(i)) {
-            emf.event(event, &mut self.emf_buffer);
+        for event in kept.iter().filter_map(|&i| parsed.batch.get(i)) {
+            emf.event(&event, &mut self.emf_buffer);
         }
         self.flush_emf();
     }
@@ -402,8 +399,7 @@ impl Relay {
 
     fn write_stdout(&mut self, parsed: &Parsed, kept: &[usize]) {
         if let Some(stdout) = &mut self.stdout {
-            let events: Vec<_> = parsed.batch.events().collect();
-            let kept = kept.iter().filter_map(|&i| events.get(i).copied());
+            let kept = kept.iter().filter_map(|&i| parsed.batch.get(i));
             match stdout.write(kept, self.guard.as_mut()) {
                 Ok(n) => self.stats.relayed += n as u64,
                 Err(e) => {

@@ -235,14 +235,23 @@ impl Batch {
 
     /// The events, in the order the platform sent them.
     pub fn events(&self) -> impl Iterator<Item = Event<'_>> {
+        self.slots.iter().map(|slot| self.event_at(slot))
+    }
+
+    /// Event `index`, in O(1): outputs keep indices of the events they relay.
+    pub fn get(&self, index: usize) -> Option<Event<'_>> {
+        self.slots.get(index).map(|slot| self.event_at(slot))
+    }
+
+    fn event_at(&self, slot: &Slot) -> Event<'_> {
         let text = |r: &Range<usize>| self.body.get(r.clone()).unwrap_or_default();
-        self.slots.iter().map(move |slot| Event {
+        Event {
             raw: text(&slot.raw),
             time: slot.time.as_ref().map(text),
             type_json: text(&slot.type_name),
             record: text(&slot.record),
             kind: slot.kind,
-        })
+        }
     }
 }
 
