@@ -373,6 +373,13 @@ impl Delivery {
             .unwrap_or(0)
     }
 
+    /// Events dropped by the buffer and requests failed, summed over all outputs.
+    pub fn losses(&self) -> (u64, u64) {
+        self.outputs.iter().fold((0, 0), |(d, f), o| {
+            (d + o.stats.dropped, f + o.stats.failed_sends)
+        })
+    }
+
     /// Events and bytes accepted so far, over all outputs.
     pub fn totals(&self) -> (u64, u64) {
         self.outputs.iter().fold((0, 0), |(e, b), o| {

@@ -203,18 +203,15 @@ impl Relay {
 
     /// The counters the EMF and OTLP metrics outputs report.
     fn counters(&self) -> Counters {
-        let outputs = self
-            .delivery
-            .as_ref()
-            .map(Delivery::stats)
-            .unwrap_or_default();
+        // Called before every pump: sum in place, no per-output copies.
+        let (dropped, failed) = self.delivery.as_ref().map_or((0, 0), Delivery::losses);
         let s = &self.stats;
         Counters {
             events_received: s.events,
             events_relayed: s.relayed,
             dropped_by_platform: s.platform_dropped_records,
-            dropped_by_buffer: outputs.iter().map(|(_, o)| o.dropped).sum(),
-            failed_sends: outputs.iter().map(|(_, o)| o.failed_sends).sum(),
+            dropped_by_buffer: dropped,
+            failed_sends: failed,
             malformed_posts: s.malformed_posts + s.oversize_posts,
         }
     }

@@ -233,7 +233,12 @@ pub(crate) mod tests_support {
     /// One request body with every event of `fixture`.
     pub fn encode(encoder: &mut dyn Encoder, fixture: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
-        let parsed = parse(std::fs::read(path).unwrap());
+        encode_body(encoder, std::fs::read(path).unwrap())
+    }
+
+    /// One request body with every event of a POST body.
+    pub fn encode_body(encoder: &mut dyn Encoder, body: Vec<u8>) -> Vec<u8> {
+        let parsed = parse(body);
         let mut out = Vec::new();
         encoder.start(&mut out);
         let mut first = true;

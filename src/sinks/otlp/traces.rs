@@ -235,7 +235,7 @@ impl Encoder for Traces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::otlp::tests_support::{common, encode};
+    use crate::sinks::otlp::tests_support::{common, encode, encode_body};
 
     fn spans(fixture: &str) -> Vec<Value> {
         let body = encode(&mut Traces::new(common()), fixture);
@@ -278,16 +278,7 @@ mod tests {
         );
         let body = br#"[{"time":"2026-03-14T09:21:07.100Z","type":"platform.start","record":{"requestId":"r-1"}},
             {"time":"2026-03-14T09:21:07.200Z","type":"platform.report","record":{"requestId":"r-1","status":"success","metrics":{"durationMs":100}}}]"#;
-        let parsed = crate::telemetry::event::parse(body.to_vec());
-        let mut out = Vec::new();
-        traces.start(&mut out);
-        let mut first = true;
-        for event in parsed.batch.events() {
-            if traces.event(&event, first, &mut out) {
-                first = false;
-            }
-        }
-        traces.finish(&mut out);
+        let out = encode_body(&mut traces, body.to_vec());
         let request: Value = serde_json::from_slice(&out).unwrap();
         let span = &request["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(span["traceId"], "5e1b41515ac6c58fbd3c1e4c48b2c1f0");
