@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use crate::config::outputs::EmfOutput;
 use crate::pipeline::Counters;
 use crate::telemetry::event::{Event, Kind, PlatformRecord};
-use crate::telemetry::time::epoch_ms;
+use crate::telemetry::time::event_ms;
 
 /// runtimeDone records held for their report, at most (a report can be lost).
 const HELD_CAP: usize = 1024;
@@ -116,7 +116,7 @@ impl Emf {
             Kind::InitReport => init_report(&event.platform()),
             _ => return,
         };
-        let time = event.time_text().and_then(epoch_ms);
+        let time = event.time_text().and_then(event_ms);
         self.write(doc, time, out);
     }
 
@@ -399,7 +399,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             invoke["_aws"]["Timestamp"].as_i64(),
-            epoch_ms(report["time"].as_str().unwrap())
+            event_ms(report["time"].as_str().unwrap())
         );
     }
 

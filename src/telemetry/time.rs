@@ -55,6 +55,17 @@ pub fn epoch_ms(text: &str) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
+/// An event's `time` as sent: RFC 3339 text or (as some senders do) a number of epoch
+/// milliseconds. Every output that needs a number uses this, so they agree.
+pub fn event_ms(text: &str) -> Option<i64> {
+    epoch_ms(text).or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(|n| n as i64)
+    })
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -91,5 +102,15 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(epoch_ms(text), *expected, "{text}");
         }
+    }
+
+    #[test]
+    fn event_times_may_also_be_epoch_milliseconds() {
+        assert_eq!(event_ms("1773480067124"), Some(1_773_480_067_124));
+        assert_eq!(
+            event_ms("2026-03-14T09:21:07.124Z"),
+            Some(1_773_480_067_124)
+        );
+        assert_eq!(event_ms("soon"), None);
     }
 }

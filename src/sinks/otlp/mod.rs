@@ -15,7 +15,7 @@ pub mod traces;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::telemetry::time::epoch_ms;
+use crate::telemetry::time;
 
 /// The instrumentation scope on every request.
 const SCOPE_NAME: &str = "telemetry-relay";
@@ -117,13 +117,7 @@ fn nanos(ms: i64) -> String {
 
 /// An event time (RFC 3339 text or epoch-ms number), in epoch milliseconds.
 fn time_ms(text: Option<&str>) -> Option<i64> {
-    let text = text?;
-    epoch_ms(text).or_else(|| {
-        text.parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite())
-            .map(|n| n as i64)
-    })
+    text.and_then(time::event_ms)
 }
 
 fn now_ms() -> i64 {
