@@ -1,179 +1,209 @@
-//! telemetry-relay: a Lambda external extension that relays Telemetry API events to stdout.
+//! telemetry-relay: a Lambda external extension that relays Telemetry API events to stdout,
+//! CloudWatch EMF, OTLP and HTTP.
 //!
 //! This file is wiring, in the order of SPEC.md §3. Init is register → bind → subscribe →
 //! first `/next` and nothing else, because everything before the first `/next` is billed Init
-//! Duration: the one thread started on the way is the relay, which then starts the listener
-//! (and with it tiny_http's own threads) while we already wait in `/next`. The threads share
-//! one channel: this one runs the Extensions API loop and sends INVOKE/SHUTDOWN, the listener
-//! sends each POST, each network output's sender reports its requests, and the relay, the only
-//! receiver, owns the outputs. Under the `end` flush policy this thread also waits, bounded, on
-//! a reply channel before the `/next` that ends an invocation. Failures become exit codes
-//! here: a config mistake goes to `/extension/init/error`.
+//! Duration: the threads started on the way are the relay, which then starts the listener (and
+//! with it tiny_http's own threads) while we already wait in `/next`, and the lifecycle thread
+//! that makes that `/next` call. The lifecycle loop runs on a thread of its own so that `main`
+//! can wait for whichever ends first: the lifecycle (SHUTDOWN, or a fatal Runtime API error)
+//! or the relay (drained, or a second SIGTERM while `/next` still blocks). `main` alone turns
+//! the outcome into Lambda error reports and the exit code; no other thread exits the process.
+//! See the README's "How it is built" for the threads and the one channel.
 
 // Tests may unwrap and panic: a failed expectation is exactly what should stop them.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod by_request;
 mod config;
+mod counters;
 mod delivery;
 mod lambda;
+mod listener;
 mod log;
-mod pipeline;
+mod msg;
+mod relay;
 mod signal;
 mod sinks;
 mod telemetry;
 
-use std::net::TcpListener;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use config::Config;
-use lambda::RuntimeApi;
+use config::{Config, ConfigError};
 use lambda::extensions::{self, NextEvent};
 use lambda::telemetry_api::{self, Subscription};
-use pipeline::flush::FlushReport;
-use pipeline::{Msg, Relay};
+use lambda::{LambdaError, RuntimeApi};
+use msg::Msg;
+use relay::flush::FlushReport;
+use relay::{Ended, Relay};
 
 /// How often a lost Runtime API connection is retried before it is taken as SHUTDOWN.
 const NEXT_RETRIES: u32 = 5;
+/// How long our last log lines may take to reach a stalled stderr before we exit anyway.
+const LOG_FLUSH: Duration = Duration::from_millis(100);
+
+/// What ends the extension with an error; [`Failure::error_type`] maps each to Lambda's
+/// `errorType`, and [`Failure::during_init`] says which error endpoint reports it.
+enum Failure {
+    Config(ConfigError),
+    Listen { addr: SocketAddr, error: String },
+    Thread(std::io::Error),
+    Next(LambdaError),
+    RelayPanicked,
+}
+
+impl Failure {
+    fn error_type(&self) -> &'static str {
+        match self {
+            Failure::Config(_) => "Extension.ConfigInvalid",
+            Failure::Listen { .. } => "Extension.ListenerFailed",
+            Failure::Thread(_) => "Extension.ThreadFailed",
+            Failure::Next(_) => "Extension.NextFailed",
+            Failure::RelayPanicked => "Extension.Crash",
+        }
+    }
+
+    fn during_init(&self) -> bool {
+        matches!(
+            self,
+            Failure::Config(_) | Failure::Listen { .. } | Failure::Thread(_)
+        )
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Config(e) => write!(f, "{e}"),
+            Failure::Listen { addr, error } => {
+                write!(f, "cannot listen on {addr} ({}): {error}", config::LISTEN)
+            }
+            Failure::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            Failure::Next(e) => write!(f, "{e}"),
+            Failure::RelayPanicked => write!(f, "the relay thread stopped on a bug (a panic)"),
+        }
+    }
+}
+
+/// What the two long-running threads tell `main` when they end.
+enum Done {
+    Lifecycle(Result<(), LambdaError>),
+    Relay(Option<Ended>),
+}
 
 fn main() -> ExitCode {
     signal::install();
+    let code = start();
+    log::flush(Instant::now() + LOG_FLUSH);
+    code
+}
+
+/// Everything but the last flush of our log lines.
+fn start() -> ExitCode {
     let name = extension_name();
     let env = config::from_env();
-    let runtime_api = match config::runtime_api(&env) {
+    let runtime_api = match config::runtime_api(&env.vars) {
         Ok(address) => address,
         Err(e) => {
             error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let parsed = Config::parse(&env);
+    let parsed = Config::from(&env);
     if let Ok(config) = &parsed {
         log::set_level(config.log_level);
     }
     let api = RuntimeApi::new(&runtime_api);
-    let events: &[&str] = if config::managed_instances(&env) {
+    let events: &[&str] = if config::managed_instances(&env.vars) {
         &["SHUTDOWN"]
     } else {
         &["INVOKE", "SHUTDOWN"]
     };
-    let registration = match extensions::register(&api, &name, events) {
-        Ok(r) => r,
+    let id = match extensions::register(&api, &name, events) {
+        Ok(r) => r.identifier,
         Err(e) => {
             error!("cannot register as {name:?}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let id = registration.identifier.as_str();
-    let config = match parsed {
-        Ok(config) => config,
-        Err(e) => {
-            error!("{e}");
-            extensions::init_error(&api, id, "Extension.ConfigInvalid", &e.to_string());
-            return ExitCode::FAILURE;
+    let outcome = parsed
+        .map_err(Failure::Config)
+        .and_then(|config| run(&api, &id, &name, &config));
+    match outcome {
+        Ok(ended) => {
+            debug!("relay ended: {ended:?}");
+            ExitCode::SUCCESS
         }
-    };
-    match run(&api, id, &name, &config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Fatal {
-            error_type,
-            message,
-            during_init,
-        }) => {
+        Err(failure) => {
+            let message = failure.to_string();
             error!("{message}");
-            if during_init {
-                extensions::init_error(&api, id, error_type, &message);
+            if failure.during_init() {
+                extensions::init_error(&api, &id, failure.error_type(), &message);
             } else {
-                extensions::exit_error(&api, id, error_type, &message);
+                extensions::exit_error(&api, &id, failure.error_type(), &message);
             }
             ExitCode::FAILURE
         }
     }
 }
 
-/// An error that ends the extension, reported to Lambda as `error_type`.
-struct Fatal {
-    error_type: &'static str,
-    message: String,
-    during_init: bool,
-}
-
-fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<(), Fatal> {
-    // Init: bind, subscribe with the port the OS gave (SPEC.md trap 7), one thread, `/next`.
-    let socket = TcpListener::bind(config.listen).map_err(|e| Fatal {
-        error_type: "Extension.ListenerFailed",
-        message: format!(
-            "cannot listen on {} ({}): {e}",
-            config.listen,
-            config::LISTEN
-        ),
-        during_init: true,
+fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<Ended, Failure> {
+    // Init: bind, subscribe with the port the OS gave (SPEC.md trap 7), two threads, `/next`.
+    let socket = TcpListener::bind(config.listen).map_err(|e| Failure::Listen {
+        addr: config.listen,
+        error: e.to_string(),
     })?;
     let port = socket.local_addr().map_or(0, |a| a.port());
     let subscribed = subscribe(api, id, name, config, port);
     let (tx, rx) = mpsc::channel();
     let _ = tx.send(Msg::Subscribed(subscribed));
-    let server: Arc<OnceLock<Arc<tiny_http::Server>>> = Arc::default();
-    let (last_batch_tx, last_batch_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let (flushed_tx, flushed_rx) = mpsc::channel();
-    let flushed = pipeline::waits_for_flush(config).then_some(flushed_rx);
-    let flushed_tx = flushed.is_some().then_some(flushed_tx);
-    let relay = {
-        let (config, server, tx) = (config.clone(), server.clone(), tx.clone());
-        let socket = subscribed.then_some(socket);
-        move || {
-            // Started here, not in main: tiny_http starts five threads of its own.
-            let backlog = pipeline::Backlog::default();
-            let listener = socket.and_then(|socket| {
-                let started = telemetry::listener::start(socket, tx.clone(), backlog.clone(), config.max_body_bytes);
-                match started {
-                    Ok((started, thread)) => {
-                        server.get_or_init(|| started);
-                        Some(thread)
-                    }
-                    Err(e) => {
-                        error!("the telemetry listener did not start: {e}; no telemetry will be relayed");
-                        let _ = tx.send(Msg::ListenerClosed);
-                        None
-                    }
-                }
-            });
-            // The relay's own sender is for the network outputs' results.
-            Relay::new(&config, backlog, tx, flushed_tx).run(rx, last_batch_tx);
-            if let Some(thread) = listener {
-                let _ = thread.join();
-            }
-            let _ = done_tx.send(());
+    let (flushed_tx, flushed_rx) = match relay::waits_for_flush(config) {
+        true => {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
         }
+        false => (None, None),
     };
-    std::thread::Builder::new()
-        .name("relay".to_string())
-        .spawn(relay)
-        .map_err(|e| Fatal {
-            error_type: "Extension.ThreadFailed",
-            message: format!("cannot start the relay thread: {e}"),
-            during_init: true,
-        })?;
-
-    let deadline = lifecycle(api, id, &tx, flushed.as_ref())?;
-
-    // SHUTDOWN: the relay waits for the last batch, bounded by the deadline; so do we.
-    let _ = tx.send(Msg::Shutdown { deadline });
-    let left = || {
-        deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-    };
-    let _ = last_batch_rx.recv_timeout(left().saturating_sub(Duration::from_millis(100)));
-    if let Some(server) = server.get() {
-        server.unblock();
+    let (done_tx, done_rx) = mpsc::channel();
+    let done = done_tx.clone();
+    let (relay_config, relay_tx) = (config.clone(), tx.clone());
+    let socket = subscribed.then_some(socket);
+    spawn("relay", move || {
+        // Built here: the outputs' set-up is not Init's business.
+        let relay = Relay::new(&relay_config, socket, relay_tx, flushed_tx);
+        // A panic is a bug; `main` reports it instead of hanging on a relay that is gone.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| relay.run(rx)));
+        let _ = done.send(Done::Relay(ended.ok()));
+    })?;
+    let (api, id) = (api.clone(), id.to_string());
+    spawn("lifecycle", move || {
+        let result = lifecycle(&api, &id, &tx, flushed_rx.as_ref());
+        if let Ok(deadline) = result {
+            // The relay waits for the last batch, bounded by the deadline.
+            let _ = tx.send(Msg::Shutdown { deadline });
+        }
+        let _ = done_tx.send(Done::Lifecycle(result.map(|_| ())));
+    })?;
+    loop {
+        match done_rx.recv() {
+            Ok(Done::Lifecycle(Ok(()))) => {}
+            Ok(Done::Lifecycle(Err(e))) => return Err(Failure::Next(e)),
+            Ok(Done::Relay(Some(ended))) => return Ok(ended),
+            Ok(Done::Relay(None)) | Err(_) => return Err(Failure::RelayPanicked),
+        }
     }
-    drop(tx);
-    let _ = done_rx.recv_timeout(left().saturating_sub(Duration::from_millis(50)));
-    Ok(())
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), Failure> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+        .map(drop)
+        .map_err(Failure::Thread)
 }
 
 /// Subscribes to the Telemetry API; whether events will come. Never fatal (SPEC.md §4).
@@ -209,7 +239,7 @@ fn lifecycle(
     id: &str,
     tx: &mpsc::Sender<Msg>,
     flushed: Option<&mpsc::Receiver<FlushReport>>,
-) -> Result<SystemTime, Fatal> {
+) -> Result<SystemTime, LambdaError> {
     let mut failures = 0;
     loop {
         match extensions::next(api, id) {
@@ -243,13 +273,7 @@ fn lifecycle(
                 error!("{e}; giving up and shutting down");
                 return Ok(SystemTime::now() + Duration::from_millis(1500));
             }
-            Err(e) => {
-                return Err(Fatal {
-                    error_type: "Extension.NextFailed",
-                    message: e.to_string(),
-                    during_init: false,
-                });
-            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct Config {
 pub enum ConfigError {
     /// `AWS_LAMBDA_RUNTIME_API` is not set: we are not running inside Lambda or an emulator.
     NotInLambda,
+    /// A variable of ours holds bytes that are not UTF-8.
+    NotUtf8 { var: String },
     /// A variable holds a value we do not accept.
     Invalid {
         var: &'static str,
@@ -115,25 +117,76 @@ impl fmt::Display for ConfigError {
                 "{RUNTIME_API} is not set: telemetry-relay is a Lambda extension and must be \
                  started by Lambda or a Lambda emulator"
             ),
+            ConfigError::NotUtf8 { var } => write!(
+                f,
+                "{var} is not valid: its value is not UTF-8 text; set it to plain text or unset it"
+            ),
             ConfigError::Invalid {
                 var,
                 value,
                 allowed,
-            } => write!(f, "{var}={value:?} is not valid: {allowed}"),
+            } => {
+                let shown: String = value.chars().take(ECHO_CHARS).collect();
+                if shown.len() < value.len() {
+                    let n = value.len();
+                    write!(f, "{var}={shown:?}… ({n} bytes) is not valid: {allowed}")
+                } else {
+                    write!(f, "{var}={value:?} is not valid: {allowed}")
+                }
+            }
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-/// Copies the process environment into a map for [`Config::parse`].
-pub fn from_env() -> HashMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+/// The process environment, copied for [`Config::parse`]: the variables, and the names of those
+/// whose value is not UTF-8 (kept apart so that a pure parse can still report them).
+#[derive(Debug, Default)]
+pub struct Env {
+    pub vars: HashMap<String, String>,
+    pub not_utf8: Vec<String>,
 }
 
+/// Copies the process environment.
+pub fn from_env() -> Env {
+    let mut env = Env::default();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                env.vars.insert(name, value);
+            }
+            Err(_) => env.not_utf8.push(name),
+        }
+    }
+    env
+}
+
+/// Whether `name` is a variable we read, so that a value we cannot read is a mistake to report.
+fn is_ours(name: &str) -> bool {
+    ["TELEMETRY_RELAY_", "OTEL_", "AWS_LAMBDA_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || name == "AWS_REGION"
+        || name == "AWS_DEFAULT_REGION"
+}
+
+/// Longest value echoed back in an error message; longer ones are cut, saying so.
+const ECHO_CHARS: usize = 120;
+
 impl Config {
+    /// Parses and validates the process environment: a variable of ours whose value is not
+    /// UTF-8 is a mistake too.
+    pub fn from(env: &Env) -> Result<Config, ConfigError> {
+        if let Some(name) = env.not_utf8.iter().find(|n| is_ours(n)) {
+            return Err(ConfigError::NotUtf8 { var: name.clone() });
+        }
+        Config::parse(&env.vars)
+    }
+
     /// Parses and validates; reports the first mistake found.
     pub fn parse(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let get = |name: &str| value_of(env, name);
@@ -190,7 +243,10 @@ impl Config {
             region: get("AWS_REGION")
                 .or(get("AWS_DEFAULT_REGION"))
                 .map(str::to_string),
-            memory_mb: get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|m| m.parse().ok()),
+            // Lambda's range is 128 to 10240; anything else is not a memory size.
+            memory_mb: get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|m| m.parse().ok())
+                .filter(|mb| (1..=1_048_576).contains(mb)),
             log_stream: get("AWS_LAMBDA_LOG_STREAM_NAME").map(str::to_string),
         })
     }
@@ -489,5 +545,44 @@ mod tests {
     #[test]
     fn not_in_lambda_message_names_the_variable() {
         assert!(ConfigError::NotInLambda.to_string().contains(RUNTIME_API));
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_a_mistake_named_by_its_variable() {
+        let ours = Env {
+            vars: env(&[]),
+            not_utf8: vec![STDOUT_FORMAT.to_string(), "SOMEONE_ELSES".to_string()],
+        };
+        let message = Config::from(&ours).unwrap_err().to_string();
+        assert!(message.starts_with(STDOUT_FORMAT), "{message}");
+        assert!(message.contains("not UTF-8"), "{message}");
+        let theirs = Env {
+            vars: env(&[]),
+            not_utf8: vec!["SOMEONE_ELSES".to_string()],
+        };
+        assert!(Config::from(&theirs).is_ok(), "not ours: ignored");
+    }
+
+    #[test]
+    fn a_long_value_is_cut_in_the_message() {
+        let long = "x".repeat(128 * 1024);
+        let message = error_of(&[(STDOUT_FORMAT, &long)]);
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("(131072 bytes)"), "{message}");
+        assert!(
+            message.contains("expected text (default), json or none"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_absurd_memory_size_is_not_used() {
+        let cfg = Config::parse(&env(&[(
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            "9223372036854775807",
+        )]));
+        assert_eq!(cfg.unwrap().memory_mb, None);
+        let cfg = Config::parse(&env(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")]));
+        assert_eq!(cfg.unwrap().memory_mb, Some(256));
     }
 }

@@ -335,6 +335,14 @@ pub fn parse_headers(
         if decoded.bytes().any(|b| b == b'\r' || b == b'\n') {
             return Err(bad("has a line break in its value"));
         }
+        // HTTP forbids other control characters in a header value too: such a header would
+        // fail every send. Resource attributes are not headers and may hold anything.
+        let control = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+        if var != RESOURCE_ATTRIBUTES && decoded.bytes().any(control) {
+            return Err(bad(
+                "has a control character in its value (a %00-style escape?)",
+            ));
+        }
         headers.push((name.to_string(), Secret(decoded)));
     }
     Ok(headers)
@@ -396,6 +404,27 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn header_values_with_control_characters_are_refused_at_init() {
+        for value in ["x-key=a%00b", "x-key=a%7Fb", "x-key=a%1Bb"] {
+            let e = outputs(&[(OTLP_ENDPOINT, "http://c:4318"), (OTLP_HEADERS, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("control character"), "{e}");
+            assert!(
+                !e.contains("a%00b") && !e.contains("a\\0b"),
+                "never the value: {e}"
+            );
+        }
+        let tab = outputs(&[(HTTP_URL, "http://h/"), (HTTP_HEADERS, "x-key=a%09b")]);
+        assert!(tab.is_ok(), "a tab is allowed in a header value");
+        let attrs = outputs(&[
+            (OTLP_ENDPOINT, "http://c:4318"),
+            (RESOURCE_ATTRIBUTES, "note=a%00b"),
+        ]);
+        assert!(attrs.is_ok(), "resource attributes are not headers");
     }
 
     #[test]

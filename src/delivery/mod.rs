@@ -1,4 +1,4 @@
-//! The delivery pipeline: one bounded buffer between the relay and every network output.
+//! The delivery buffer: one bounded buffer between the relay and every network output.
 //!
 //! Batches are kept as they arrived (the POST body and its event ranges), not copied per
 //! output: each output only has a cursor, the sequence number of the next event it must send.
@@ -8,83 +8,97 @@
 //!
 //! Owned by the relay thread. It encodes a request for an idle output and hands it to that
 //! output's sender thread (`sender`), so no network call ever runs on the relay or lifecycle
-//! threads; the result comes back as a `Msg::Delivered` and moves the cursor. A request not
-//! accepted by its deadline is re-queued (the cursor stays), with a growing pause before the
-//! next attempt so a dead backend is not hammered.
+//! threads; the [`Receipt`] comes back on the relay's channel and settles the request. A
+//! request not accepted by its deadline is re-queued (the cursor rewinds), with a growing
+//! pause before the next attempt so a dead backend is not hammered.
+//!
+//! Accounting is exact and per output (see `counters`): an output counts only the events it
+//! carries ([`Encoder::carries`]); each is counted once as sent, rejected or dropped. Events of
+//! a request in flight are settled by its receipt, never by the eviction that may free their
+//! batch meanwhile: the eviction only notes how many of them can no longer be re-sent.
 
 pub mod sender;
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Sender, SyncSender, TrySendError};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use crate::pipeline::{Counters, Msg};
-use crate::telemetry::event::{Batch, Event};
-use crate::warn;
-use sender::{Endpoint, Outcome, Request};
+use crate::counters::{OutputCounters, add};
+use crate::msg::{Msg, Outcome, Receipt};
+use crate::sinks::{Encoder, NetworkSink};
+use crate::telemetry::batch::{Batch, Event};
+use crate::{info, warn};
+use sender::{Request, SenderThread};
 
 /// Largest request body an output sends at once.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// A request buffer bigger than this is not kept for reuse.
+const KEEP_BUFFER_BYTES: usize = 256 * 1024;
 /// Pause before re-sending after a failed request, doubling up to the cap.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const RETRY_PAUSE_CAP: Duration = Duration::from_secs(5);
 
-/// Turns events into one output's request bodies.
-pub trait Encoder: Send {
-    fn content_type(&self) -> &'static str;
-    /// Appends one event; returns false if this output does not carry it.
-    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool;
-    /// INVOKE `request_id` arrived, with its X-Ray trace header if traced.
-    fn invoked(&mut self, _request_id: &str, _xray: Option<&str>) {}
-    /// The relay's counters as they are now, before a request is encoded.
-    fn counters(&mut self, _counters: &Counters) {}
-    /// Opens and closes a request body around the events.
-    fn start(&mut self, _out: &mut Vec<u8>) {}
-    fn finish(&mut self, _out: &mut Vec<u8>) {}
+/// The request an output has in flight: the events from `start` to `end`, of which it carries
+/// `events`; `evicted` of those were dropped from the buffer since, so a retry cannot resend them.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    start: u64,
+    end: u64,
+    events: u64,
+    evicted: u64,
 }
 
-/// Counters of one output, for the shutdown summary.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct OutputStats {
-    /// Events the backend accepted.
-    pub sent: u64,
-    /// Bytes of request bodies the backend accepted.
-    pub sent_bytes: u64,
-    /// Requests that failed (re-queued or rejected).
-    pub failed_sends: u64,
-    /// Events the backend refused for good (4xx).
-    pub rejected: u64,
-    /// Events dropped from the full buffer before this output sent them.
-    pub dropped: u64,
+/// What an output's log last said about it: each change is logged once, not every pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Sending,
+    Failing,
+    Refused,
+    NoThread,
 }
 
 struct Output {
-    name: &'static str,
-    encoder: Box<dyn Encoder>,
-    endpoint: Endpoint,
-    sender: Option<SyncSender<Request>>,
+    sink: NetworkSink,
+    sender: Option<SenderThread>,
     cursor: u64,
-    /// Where the request in flight starts: its events are before `cursor` already, and a retry
-    /// rewinds to here.
-    in_flight: Option<u64>,
+    in_flight: Option<InFlight>,
     retry_at: Option<Instant>,
     retry_pause: Duration,
-    warned: bool,
+    health: Health,
     warned_full: bool,
-    stats: OutputStats,
+    counters: OutputCounters,
 }
 
 impl Output {
     /// Everything before this is accepted, refused or counted as dropped.
     fn settled(&self) -> u64 {
-        self.in_flight.unwrap_or(self.cursor)
+        self.in_flight.map_or(self.cursor, |f| f.start)
+    }
+
+    /// Logs a change of health once.
+    fn health(&mut self, health: Health, detail: &str) {
+        if self.health == health {
+            return;
+        }
+        let name = self.sink.name;
+        match health {
+            Health::Sending => info!("{name}: sending again"),
+            Health::Failing => {
+                warn!("{name}: send failed ({detail}); kept for a later attempt (counted)")
+            }
+            Health::Refused => {
+                warn!("{name}: backend refused events ({detail}); not retried (counted)")
+            }
+            Health::NoThread => warn!("{name}: no sender thread ({detail}); kept (counted)"),
+        }
+        self.health = health;
     }
 }
 
 struct Entry {
     batch: Batch,
     /// Indices into `batch` of the events that are relayed (our own echoes are not).
-    kept: Vec<usize>,
+    kept: Vec<u32>,
     first_seq: u64,
     footprint: usize,
 }
@@ -93,6 +107,40 @@ impl Entry {
     fn end_seq(&self) -> u64 {
         self.first_seq + self.kept.len() as u64
     }
+
+    /// The events at sequence numbers `from..to` that sit in this entry.
+    fn events(&self, from: u64, to: u64) -> impl Iterator<Item = Event<'_>> {
+        let skip = from.saturating_sub(self.first_seq);
+        let take = to
+            .min(self.end_seq())
+            .saturating_sub(from.max(self.first_seq));
+        let (skip, take) = (
+            usize::try_from(skip).unwrap_or(usize::MAX),
+            usize::try_from(take).unwrap_or(0),
+        );
+        self.kept
+            .iter()
+            .skip(skip)
+            .take(take)
+            .filter_map(|&i| self.batch.get(i as usize))
+    }
+}
+
+/// How many of the events at `from..to` in `entries` `encoder` carries.
+fn carried<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    encoder: &dyn Encoder,
+    from: u64,
+    to: u64,
+) -> u64 {
+    let mut n = 0;
+    for entry in entries {
+        n += entry
+            .events(from, to)
+            .filter(|e| encoder.carries(e))
+            .count() as u64;
+    }
+    n
 }
 
 /// The buffer and the network outputs.
@@ -108,52 +156,48 @@ pub struct Delivery {
 
 impl Delivery {
     /// `results` is the relay's own channel: sender threads report there.
-    pub fn new(limit: usize, results: Sender<Msg>) -> Delivery {
+    pub fn new(limit: usize, sinks: Vec<NetworkSink>, results: Sender<Msg>) -> Delivery {
+        let outputs = sinks
+            .into_iter()
+            .map(|sink| Output {
+                sink,
+                sender: None,
+                cursor: 0,
+                in_flight: None,
+                retry_at: None,
+                retry_pause: RETRY_PAUSE,
+                health: Health::Sending,
+                warned_full: false,
+                counters: OutputCounters::default(),
+            })
+            .collect();
         Delivery {
             entries: VecDeque::new(),
             bytes: 0,
             limit,
             next_seq: 0,
-            outputs: Vec::new(),
+            outputs,
             results,
             scratch: Vec::new(),
         }
     }
 
-    /// Adds an output; its sender thread starts with its first request.
-    pub fn add(&mut self, name: &'static str, encoder: Box<dyn Encoder>, mut endpoint: Endpoint) {
-        endpoint.content_type = encoder.content_type();
-        self.outputs.push(Output {
-            name,
-            encoder,
-            endpoint,
-            sender: None,
-            cursor: self.next_seq,
-            in_flight: None,
-            retry_at: None,
-            retry_pause: RETRY_PAUSE,
-            warned: false,
-            warned_full: false,
-            stats: OutputStats::default(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
-    }
-
     /// Buffers the `kept` events of `batch`, dropping the oldest batches if over the limit.
-    pub fn push(&mut self, batch: Batch, kept: Vec<usize>) {
+    pub fn push(&mut self, batch: Batch, kept: Vec<u32>) {
         if kept.is_empty() || self.outputs.is_empty() {
             return;
         }
-        let footprint = batch.footprint() + kept.capacity() * std::mem::size_of::<usize>();
+        let footprint = batch.footprint() + kept.capacity() * std::mem::size_of::<u32>();
         let entry = Entry {
             first_seq: self.next_seq,
             batch,
             kept,
             footprint,
         };
+        for output in &mut self.outputs {
+            let n = carried([&entry], &*output.sink.encoder, 0, u64::MAX);
+            add(&mut output.counters.received, n);
+        }
         self.next_seq = entry.end_seq();
         self.bytes += footprint;
         self.entries.push_back(entry);
@@ -167,18 +211,22 @@ impl Delivery {
             return;
         };
         self.bytes -= entry.footprint;
-        let end = entry.end_seq();
+        let (first, end) = (entry.first_seq, entry.end_seq());
         for output in &mut self.outputs {
+            let encoder = &*output.sink.encoder;
+            if let Some(f) = &mut output.in_flight {
+                f.evicted += carried([&entry], encoder, f.start.max(first), f.end.min(end));
+            }
             if output.cursor < end {
-                let lost = end - output.cursor.max(entry.first_seq);
-                output.stats.dropped += lost;
+                let lost = carried([&entry], encoder, output.cursor.max(first), end);
+                add(&mut output.counters.dropped, lost);
                 output.cursor = end;
-                if !output.warned_full {
+                if !output.warned_full && lost > 0 {
                     output.warned_full = true;
                     warn!(
                         "{}: buffer full, dropped {lost} events it had not sent (counted; \
                          further drops are only counted)",
-                        output.name
+                        output.sink.name
                     );
                 }
             }
@@ -204,19 +252,13 @@ impl Delivery {
     /// Tells every output about an INVOKE (its trace context may not be in the telemetry).
     pub fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
         for output in &mut self.outputs {
-            output.encoder.invoked(request_id, xray);
+            output.sink.encoder.invoked(request_id, xray);
         }
     }
 
-    /// Gives every output the relay's current counters.
-    pub fn set_counters(&mut self, counters: &Counters) {
-        for output in &mut self.outputs {
-            output.encoder.counters(counters);
-        }
-    }
-
-    /// Hands a request to every idle output that has something to send.
-    pub fn pump(&mut self, deadline: Instant) {
+    /// Hands a request to every idle output that has something to send; `counters` are the
+    /// relay's, for outputs that report them.
+    pub fn pump(&mut self, deadline: Instant, counters: &crate::counters::Counters) {
         let now = Instant::now();
         for index in 0..self.outputs.len() {
             let ready = self.outputs.get(index).is_some_and(|o| {
@@ -225,6 +267,9 @@ impl Delivery {
                     && o.retry_at.is_none_or(|at| at <= now)
             });
             if ready {
+                if let Some(output) = self.outputs.get_mut(index) {
+                    output.sink.encoder.counters(counters);
+                }
                 self.send(index, deadline);
             }
         }
@@ -236,114 +281,107 @@ impl Delivery {
         };
         let mut body = std::mem::take(&mut self.scratch);
         body.clear();
-        output.encoder.start(&mut body);
-        let mut seq = output.cursor;
+        let encoder = &mut output.sink.encoder;
+        encoder.start(&mut body);
+        let start = output.cursor;
+        let mut seq = start;
         let mut events = 0;
+        let mut wrote = false;
         'entries: for entry in &self.entries {
-            if entry.end_seq() <= seq {
-                continue;
-            }
-            // After a retry the buffer may have a gap where batches were dropped.
-            seq = seq.max(entry.first_seq);
-            let skip = usize::try_from(seq.saturating_sub(entry.first_seq)).unwrap_or(usize::MAX);
-            for &i in entry.kept.iter().skip(skip) {
+            for event in entry.events(seq, u64::MAX) {
                 if body.len() >= MAX_REQUEST_BYTES {
                     break 'entries;
                 }
-                if let Some(event) = entry.batch.get(i)
-                    && output.encoder.event(&event, events == 0, &mut body)
-                {
+                if encoder.carries(&event) {
                     events += 1;
                 }
+                wrote |= encoder.event(&event, !wrote, &mut body);
                 seq += 1;
             }
+            // `seq` is contiguous: entries are, and the cursor never points into a gap.
         }
-        output.encoder.finish(&mut body);
-        if events == 0 {
-            // Nothing this output carries: move on without a request.
+        encoder.finish(&mut body);
+        if !wrote {
+            // Nothing to send for these (a report without its start, say): they are done.
+            add(&mut output.counters.sent, events);
             output.cursor = seq;
             self.scratch = body;
             self.release();
             return;
         }
-        let request = Request {
-            body,
-            end_seq: seq,
-            events,
-            deadline,
-        };
-        let sender = match &output.sender {
-            Some(sender) => sender.clone(),
-            None => match sender::spawn(index, output.endpoint.clone(), self.results.clone()) {
-                Ok((sender, _thread)) => output.sender.insert(sender).clone(),
+        if output.sender.is_none() {
+            match SenderThread::spawn(index, output.sink.endpoint.clone(), self.results.clone()) {
+                Ok(thread) => output.sender = Some(thread),
                 Err(e) => {
-                    warn!("{}: cannot start its sender thread: {e}", output.name);
+                    output.health(Health::NoThread, &e.to_string());
+                    output.retry_at = Some(Instant::now() + output.retry_pause);
+                    self.scratch = body;
                     return;
                 }
-            },
-        };
-        match sender.try_send(request) {
-            Ok(()) => {
-                output.in_flight = Some(output.cursor);
-                output.cursor = seq;
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                warn!("{}: sender thread unavailable", output.name);
-            }
+        }
+        let request = Request { body, deadline };
+        if let Some(sender) = &output.sender
+            && sender.send(request)
+        {
+            output.in_flight = Some(InFlight {
+                start,
+                end: seq,
+                events,
+                evicted: 0,
+            });
+            output.cursor = seq;
+        } else {
+            output.sender = None;
+            output.health(Health::NoThread, "it stopped");
+            output.retry_at = Some(Instant::now() + output.retry_pause);
         }
     }
 
-    /// A sender thread's result.
-    pub fn delivered(
-        &mut self,
-        index: usize,
-        end_seq: u64,
-        events: u64,
-        bytes: u64,
-        outcome: Outcome,
-    ) {
+    /// A sender thread's receipt.
+    pub fn delivered(&mut self, receipt: Receipt) {
+        let Receipt {
+            output: index,
+            bytes,
+            outcome,
+            mut body,
+        } = receipt;
+        if body.capacity() <= KEEP_BUFFER_BYTES && body.capacity() > self.scratch.capacity() {
+            body.clear();
+            self.scratch = body;
+        }
+        let oldest = self.entries.front().map_or(self.next_seq, |e| e.first_seq);
         let Some(output) = self.outputs.get_mut(index) else {
             return;
         };
-        let start = output.in_flight.take();
+        let Some(f) = output.in_flight.take() else {
+            return;
+        };
+        let c = &mut output.counters;
         match outcome {
             Outcome::Sent => {
-                output.stats.sent += events;
-                output.stats.sent_bytes += bytes;
+                add(&mut c.sent, f.events);
+                add(&mut c.sent_bytes, bytes);
                 output.retry_at = None;
                 output.retry_pause = RETRY_PAUSE;
+                output.health(Health::Sending, "");
             }
             Outcome::Rejected(status) => {
-                output.stats.failed_sends += 1;
-                output.stats.rejected += events;
-                if !output.warned {
-                    warn!(
-                        "{}: backend refused {events} events with HTTP {status}; not retried (counted)",
-                        output.name
-                    );
-                    output.warned = true;
-                }
+                add(&mut c.failed_sends, 1);
+                add(&mut c.rejected, f.events);
+                output.health(Health::Refused, &format!("HTTP {status}"));
             }
             Outcome::Retry(why) => {
-                output.stats.failed_sends += 1;
-                // Send these again, except what the full buffer dropped meanwhile (counted).
-                let oldest = self.entries.front().map_or(self.next_seq, |e| e.first_seq);
-                if let Some(start) = start {
-                    output.stats.dropped += end_seq.min(oldest).saturating_sub(start);
-                    let from = start.max(oldest);
-                    if from < end_seq {
-                        output.cursor = from;
-                    }
+                add(&mut c.failed_sends, 1);
+                // Send these again, except what the full buffer dropped meanwhile.
+                add(&mut c.dropped, f.evicted);
+                let from = f.start.max(oldest);
+                if from < f.end {
+                    output.cursor = from;
                 }
                 output.retry_at = Some(Instant::now() + output.retry_pause);
                 output.retry_pause = (output.retry_pause * 2).min(RETRY_PAUSE_CAP);
-                if !output.warned {
-                    warn!(
-                        "{}: send failed ({why}); kept for a later attempt (counted)",
-                        output.name
-                    );
-                    output.warned = true;
-                }
+                output.health(Health::Failing, &why);
             }
         }
         self.release();
@@ -373,166 +411,49 @@ impl Delivery {
             .unwrap_or(0)
     }
 
-    /// Events dropped by the buffer and requests failed, summed over all outputs.
+    /// Events dropped and requests failed, summed over all outputs.
     pub fn losses(&self) -> (u64, u64) {
         self.outputs.iter().fold((0, 0), |(d, f), o| {
-            (d + o.stats.dropped, f + o.stats.failed_sends)
+            (
+                d.saturating_add(o.counters.dropped),
+                f.saturating_add(o.counters.failed_sends),
+            )
         })
     }
 
     /// Events and bytes accepted so far, over all outputs.
     pub fn totals(&self) -> (u64, u64) {
         self.outputs.iter().fold((0, 0), |(e, b), o| {
-            (e + o.stats.sent, b + o.stats.sent_bytes)
+            (
+                e.saturating_add(o.counters.sent),
+                b.saturating_add(o.counters.sent_bytes),
+            )
         })
     }
 
-    /// At exit: what could not be sent counts as dropped.
+    /// At the hard stop: what is unsent, or sent and unanswered, counts as dropped. Then the
+    /// sender threads are told to stop and joined; each ends within its request's deadline.
     pub fn abandon(&mut self) {
         let end = self.next_seq;
         for output in &mut self.outputs {
-            output.stats.dropped += end.saturating_sub(output.settled());
+            let mut lost = carried(&self.entries, &*output.sink.encoder, output.cursor, end);
+            if let Some(f) = output.in_flight.take() {
+                lost += f.events;
+            }
+            add(&mut output.counters.dropped, lost);
             output.cursor = end;
-            output.in_flight = None;
+            if let Some(sender) = output.sender.take() {
+                sender.join();
+            }
         }
+        self.release();
     }
 
     /// `(name, counters)` of every output.
-    pub fn stats(&self) -> Vec<(&'static str, OutputStats)> {
-        self.outputs
-            .iter()
-            .map(|o| (o.name, o.stats.clone()))
-            .collect()
+    pub fn counters(&self) -> impl Iterator<Item = (&'static str, OutputCounters)> + '_ {
+        self.outputs.iter().map(|o| (o.sink.name, o.counters))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::telemetry::event::parse;
-    use std::sync::mpsc;
-
-    struct Lines;
-    impl Encoder for Lines {
-        fn content_type(&self) -> &'static str {
-            "text/plain"
-        }
-        fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
-            out.extend_from_slice(event.type_name().as_bytes());
-            out.push(b'\n');
-            true
-        }
-    }
-
-    fn endpoint() -> Endpoint {
-        Endpoint {
-            url: "http://127.0.0.1:9/".to_string(),
-            headers: Vec::new(),
-            content_type: "",
-            timeout: Duration::from_millis(10),
-        }
-    }
-
-    fn batch(n: usize) -> (Batch, Vec<usize>) {
-        let events: Vec<String> = (0..n)
-            .map(|i| format!(r#"{{"time":"t","type":"e{i}","record":{{}}}}"#))
-            .collect();
-        let parsed = parse(format!("[{}]", events.join(",")).into_bytes());
-        (parsed.batch, (0..n).collect())
-    }
-
-    /// As if output `i` had handed the backend everything up to `end` in one request.
-    fn in_flight(d: &mut Delivery, i: usize, end: u64) {
-        let output = &mut d.outputs[i];
-        output.in_flight = Some(output.cursor);
-        output.cursor = end;
-    }
-
-    fn delivery(limit: usize) -> Delivery {
-        let (tx, _rx) = mpsc::channel();
-        let mut d = Delivery::new(limit, tx);
-        d.add("a", Box::new(Lines), endpoint());
-        d.add("b", Box::new(Lines), endpoint());
-        d
-    }
-
-    #[test]
-    fn a_batch_stays_until_every_output_sent_it() {
-        let mut d = delivery(1 << 20);
-        let (b, kept) = batch(3);
-        d.push(b, kept);
-        in_flight(&mut d, 0, 3);
-        d.delivered(0, 3, 3, 10, Outcome::Sent);
-        assert_eq!(d.entries.len(), 1);
-        assert!(!d.idle());
-        in_flight(&mut d, 1, 3);
-        assert_eq!(
-            d.entries.len(),
-            1,
-            "kept while a request holding it is unanswered"
-        );
-        d.delivered(1, 3, 3, 10, Outcome::Sent);
-        assert!(d.entries.is_empty() && d.bytes == 0 && d.idle());
-        assert_eq!(d.stats()[0].1.sent, 3);
-    }
-
-    #[test]
-    fn a_full_buffer_drops_the_oldest_and_counts_per_output() {
-        let (b, kept) = batch(2);
-        // Room for exactly two entries (an entry also holds its index vector).
-        let limit = (b.footprint() + 64) * 2;
-        let mut d = delivery(limit);
-        d.push(b, kept);
-        in_flight(&mut d, 0, 2);
-        d.delivered(0, 2, 2, 10, Outcome::Sent);
-        for _ in 0..3 {
-            let (b, kept) = batch(2);
-            d.push(b, kept);
-        }
-        assert!(d.bytes <= limit + 64);
-        let stats = d.stats();
-        // Output a had sent the first batch; b had not. Each lost the second one.
-        assert_eq!(stats[0].1.dropped, 2);
-        assert_eq!(stats[1].1.dropped, 4);
-    }
-
-    #[test]
-    fn events_evicted_while_in_flight_are_counted_once() {
-        let (b, kept) = batch(2);
-        let limit = (b.footprint() + 64) * 2;
-        let mut d = delivery(limit);
-        d.push(b, kept);
-        in_flight(&mut d, 0, 2);
-        in_flight(&mut d, 1, 2);
-        for _ in 0..3 {
-            let (b, kept) = batch(2);
-            d.push(b, kept);
-        }
-        // Output a's request is accepted: its 2 events are sent, not dropped.
-        d.delivered(0, 2, 2, 10, Outcome::Sent);
-        // Output b's fails after its batch was evicted: those 2 are dropped, counted once.
-        d.delivered(1, 2, 2, 10, Outcome::Retry("HTTP 503".into()));
-        d.abandon();
-        for (name, stats) in d.stats() {
-            assert_eq!(stats.sent + stats.dropped, 8, "{name}: {stats:?}");
-        }
-    }
-
-    #[test]
-    fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
-        let mut d = delivery(1 << 20);
-        let (b, kept) = batch(4);
-        d.push(b, kept);
-        in_flight(&mut d, 0, 4);
-        d.delivered(0, 4, 4, 10, Outcome::Retry("HTTP 503".into()));
-        in_flight(&mut d, 1, 4);
-        d.delivered(1, 4, 4, 10, Outcome::Rejected(400));
-        let stats = d.stats();
-        assert_eq!((stats[0].1.sent, stats[0].1.failed_sends), (0, 1));
-        assert_eq!(d.outputs[0].cursor, 0);
-        assert!(d.outputs[0].retry_at.is_some());
-        assert_eq!((stats[1].1.rejected, d.outputs[1].cursor), (4, 4));
-        d.abandon();
-        assert_eq!(d.stats()[0].1.dropped, 4);
-    }
-}
+mod tests;

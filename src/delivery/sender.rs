@@ -13,52 +13,50 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::outputs::Secret;
-use crate::pipeline::Msg;
-
-/// Where and how one output sends.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub url: String,
-    pub headers: Vec<(String, Secret)>,
-    pub content_type: &'static str,
-    pub timeout: Duration,
-}
+use crate::msg::{Msg, Outcome, Receipt};
+use crate::sinks::Endpoint;
 
 /// One encoded request.
 #[derive(Debug)]
 pub struct Request {
     pub body: Vec<u8>,
-    /// The buffer position after the last event in `body`.
-    pub end_seq: u64,
-    pub events: u64,
+    /// Not a moment past this, retries included.
     pub deadline: Instant,
-}
-
-/// What became of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Accepted (2xx).
-    Sent,
-    /// Refused for good (4xx other than 408/429): the events are dropped, counted.
-    Rejected(u16),
-    /// Not accepted before the deadline (5xx, 429, timeout, connection refused…): re-queue.
-    Retry(String),
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
-/// Starts output `index`'s sender; results come back on the relay's channel.
-pub fn spawn(
-    index: usize,
-    endpoint: Endpoint,
-    results: Sender<Msg>,
-) -> std::io::Result<(SyncSender<Request>, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::sync_channel(1);
-    let thread = std::thread::Builder::new()
-        .name(format!("sender-{index}"))
-        .spawn(move || serve(index, &endpoint, &rx, &results))?;
-    Ok((tx, thread))
+/// Output `index`'s sender thread and the way to feed it.
+pub struct SenderThread {
+    requests: SyncSender<Request>,
+    thread: JoinHandle<()>,
+}
+
+impl SenderThread {
+    /// Starts output `index`'s sender; receipts come back on the relay's channel.
+    pub fn spawn(
+        index: usize,
+        endpoint: Endpoint,
+        results: Sender<Msg>,
+    ) -> std::io::Result<SenderThread> {
+        let (requests, rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("sender-{index}"))
+            .spawn(move || serve(index, &endpoint, &rx, &results))?;
+        Ok(SenderThread { requests, thread })
+    }
+
+    /// Hands over a request; false if the thread is gone.
+    pub fn send(&self, request: Request) -> bool {
+        self.requests.try_send(request).is_ok()
+    }
+
+    /// Stops the thread once its request (if any) is done, and waits for that.
+    pub fn join(self) {
+        drop(self.requests);
+        let _ = self.thread.join();
+    }
 }
 
 fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Sender<Msg>) {
@@ -66,14 +64,13 @@ fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Se
     while let Ok(request) = rx.recv() {
         let agent = agent.get_or_insert_with(build_agent);
         let outcome = send(agent, endpoint, &request);
-        let reply = Msg::Delivered {
+        let receipt = Receipt {
             output: index,
-            end_seq: request.end_seq,
-            events: request.events,
             bytes: request.body.len() as u64,
             outcome,
+            body: request.body,
         };
-        if results.send(reply).is_err() {
+        if results.send(Msg::Delivered(receipt)).is_err() {
             return;
         }
     }

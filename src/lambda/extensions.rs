@@ -176,6 +176,10 @@ fn deadline_of(deadline_ms: Option<&serde_json::Value>, now: SystemTime) -> Syst
     if deadline <= now { fallback } else { deadline }
 }
 
+/// How long an init or exit error report may take: we exit right after it, and a Runtime API
+/// that does not answer must not keep us past the phase's deadline.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `POST /init/error` or `/exit/error`. Its answer does not matter (emulators 404 it): we exit next.
 fn report_error(api: &RuntimeApi, identifier: &str, path: &str, error_type: &str, message: &str) {
     let body = serde_json::json!({
@@ -187,6 +191,9 @@ fn report_error(api: &RuntimeApi, identifier: &str, path: &str, error_type: &str
     let _ = api
         .agent
         .post(api.url(&format!("{BASE}/{path}")))
+        .config()
+        .timeout_global(Some(REPORT_TIMEOUT))
+        .build()
         .header("Lambda-Extension-Identifier", identifier)
         .header("Lambda-Extension-Function-Error-Type", error_type)
         .header("Content-Type", "application/json")

@@ -15,7 +15,8 @@ use std::fmt;
 /// Size of the agent's read and write buffers: headers and bodies here are small.
 const BUFFER_BYTES: usize = 8 * 1024;
 
-/// The Runtime API as seen from the extension.
+/// The Runtime API as seen from the extension. Clones share one connection pool.
+#[derive(Clone)]
 pub struct RuntimeApi {
     base: String,
     agent: ureq::Agent,

@@ -14,17 +14,14 @@
 //! metric named in a directive is a number at the root; at most 100 metrics per directive and
 //! 30 dimensions per set. Our documents stay far inside those limits.
 
-use std::collections::{HashMap, VecDeque};
-
 use serde_json::{Map, Value, json};
 
+use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::config::outputs::EmfOutput;
-use crate::pipeline::Counters;
-use crate::telemetry::event::{Event, Kind, PlatformRecord};
-use crate::telemetry::time::event_ms;
-
-/// runtimeDone records held for their report, at most (a report can be lost).
-const HELD_CAP: usize = 1024;
+use crate::counters::Counters;
+use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::record::PlatformRecord;
+use crate::telemetry::time::{event_ms, now_ms};
 
 /// A unit from the EMF/CloudWatch list.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +77,8 @@ struct RuntimeDone {
 pub struct Emf {
     config: EmfOutput,
     dimensions: Vec<(&'static str, String)>,
-    held: HashMap<String, RuntimeDone>,
-    held_order: VecDeque<String>,
+    /// runtimeDone records held for their report (a report can be lost).
+    held: ByRequest<RuntimeDone>,
 }
 
 impl Emf {
@@ -100,8 +97,7 @@ impl Emf {
         Emf {
             config,
             dimensions,
-            held: HashMap::new(),
-            held_order: VecDeque::new(),
+            held: ByRequest::new(PENDING_CAP),
         }
     }
 
@@ -124,12 +120,15 @@ impl Emf {
     pub fn counters(&self, c: &Counters, out: &mut Vec<u8>) {
         let mut doc = Doc::default();
         let named = [
-            ("EventsReceived", c.events_received),
-            ("EventsRelayed", c.events_relayed),
-            ("EventsDroppedByPlatform", c.dropped_by_platform),
+            ("EventsReceived", c.events),
+            ("EventsRelayed", c.relayed),
+            ("EventsDroppedByPlatform", c.platform_dropped_records),
             ("EventsDroppedByBuffer", c.dropped_by_buffer),
             ("FailedSends", c.failed_sends),
-            ("MalformedPosts", c.malformed_posts),
+            (
+                "MalformedPosts",
+                c.malformed_posts.saturating_add(c.oversize_posts),
+            ),
         ];
         for (name, value) in named {
             doc.metric(name, Unit::Count, Some(value as f64));
@@ -157,13 +156,7 @@ impl Emf {
             response_duration_ms: span("responseDuration"),
             runtime_overhead_ms: span("runtimeOverhead"),
         };
-        if self.held_order.len() >= HELD_CAP
-            && let Some(oldest) = self.held_order.pop_front()
-        {
-            self.held.remove(&oldest);
-        }
-        self.held_order.push_back(id.to_string());
-        self.held.insert(id.to_string(), done);
+        self.held.insert(id, done);
     }
 
     fn report(&mut self, event: &Event) -> Doc {
@@ -290,17 +283,11 @@ fn init_report(record: &PlatformRecord) -> Doc {
     doc
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::outputs::EmfDimension;
-    use crate::telemetry::event::parse;
+    use crate::telemetry::batch::parse;
 
     fn emf() -> Emf {
         let config = EmfOutput {
@@ -452,7 +439,7 @@ mod tests {
     fn counters_document() {
         let mut out = Vec::new();
         let counters = Counters {
-            events_received: 7,
+            events: 7,
             ..Counters::default()
         };
         emf().counters(&counters, &mut out);

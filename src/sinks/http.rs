@@ -1,8 +1,8 @@
 //! The plain HTTP output: batches of events as NDJSON, one event per line, as received
 //! (whitespace removed), `Content-Type: application/x-ndjson`.
 
-use crate::delivery::Encoder;
-use crate::telemetry::event::Event;
+use crate::sinks::Encoder;
+use crate::telemetry::batch::Event;
 use crate::telemetry::text::compact_into;
 
 /// NDJSON request bodies.
@@ -23,7 +23,7 @@ impl Encoder for Ndjson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::event::parse;
+    use crate::telemetry::batch::parse;
 
     #[test]
     fn one_compact_event_per_line() {

@@ -1,7 +1,115 @@
-//! Outputs. Each is owned by the relay thread and never blocks the listener or `/next`:
-//! stdout is written directly, network outputs go through `delivery`.
+//! Outputs, as formats: each sink turns events into bytes and knows nothing of channels,
+//! threads or the network. stdout and EMF are printed by the relay; the network sinks are
+//! [`Encoder`]s whose request bodies the delivery buffer hands to a sender thread, with the
+//! [`Endpoint`] that says where they go. [`build`] makes every sink the config asks for.
 
 pub mod emf;
 pub mod http;
 pub mod otlp;
 pub mod stdout;
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::config::outputs::Secret;
+use crate::counters::Counters;
+use crate::telemetry::batch::Event;
+
+/// Turns events into one network output's request bodies.
+pub trait Encoder: Send {
+    fn content_type(&self) -> &'static str;
+    /// Whether this output carries `event` at all (its counters count only those). Must not
+    /// depend on the encoder's state: it is also asked of events that were never encoded.
+    fn carries(&self, _event: &Event) -> bool {
+        true
+    }
+    /// Appends what `event` completes; returns whether anything was written.
+    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool;
+    /// INVOKE `request_id` arrived, with its X-Ray trace header if traced.
+    fn invoked(&mut self, _request_id: &str, _xray: Option<&str>) {}
+    /// The relay's counters as they are now, before a request is encoded.
+    fn counters(&mut self, _counters: &Counters) {}
+    /// Opens and closes a request body around the events.
+    fn start(&mut self, _out: &mut Vec<u8>) {}
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}
+
+/// Where and how one network output sends.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub headers: Vec<(String, Secret)>,
+    pub content_type: &'static str,
+    pub timeout: Duration,
+}
+
+/// A network output: its name in logs and the summary, its format and its destination.
+pub struct NetworkSink {
+    pub name: &'static str,
+    pub encoder: Box<dyn Encoder>,
+    pub endpoint: Endpoint,
+}
+
+/// Every sink the config asks for.
+pub struct Sinks {
+    pub stdout: Option<stdout::StdoutSink>,
+    pub emf: Option<emf::Emf>,
+    pub network: Vec<NetworkSink>,
+}
+
+/// Builds the sinks; cheap (no client, no I/O), so it may run at start.
+pub fn build(config: &Config) -> Sinks {
+    let mut network = Vec::new();
+    let mut add = |name, encoder: Box<dyn Encoder>, url: &str, headers: &[_], timeout| {
+        let endpoint = Endpoint {
+            url: url.to_string(),
+            headers: headers.to_vec(),
+            content_type: encoder.content_type(),
+            timeout,
+        };
+        network.push(NetworkSink {
+            name,
+            encoder,
+            endpoint,
+        });
+    };
+    if let Some(h) = &config.outputs.http {
+        add(
+            "http",
+            Box::new(http::Ndjson),
+            &h.url,
+            &h.headers,
+            h.timeout,
+        );
+    }
+    if let Some(o) = &config.outputs.otlp {
+        let common = otlp::Common::new(config);
+        if let Some(url) = &o.logs_url {
+            let logs = otlp::logs::Logs::new(common.clone(), config.managed_instances);
+            add("otlp-logs", Box::new(logs), url, &o.headers, o.timeout);
+        }
+        if let Some(url) = &o.metrics_url {
+            let metrics = otlp::metrics::Metrics::new(common.clone());
+            add(
+                "otlp-metrics",
+                Box::new(metrics),
+                url,
+                &o.headers,
+                o.timeout,
+            );
+        }
+        if let Some(url) = &o.traces_url {
+            let traces = otlp::traces::Traces::new(common);
+            add("otlp-traces", Box::new(traces), url, &o.headers, o.timeout);
+        }
+    }
+    Sinks {
+        stdout: stdout::StdoutSink::new(config.stdout_format),
+        emf: config
+            .outputs
+            .emf
+            .clone()
+            .map(|emf| emf::Emf::new(emf, &config.function_name, &config.function_version)),
+        network,
+    }
+}

@@ -9,8 +9,9 @@
 use std::io::{self, Write};
 
 use crate::config::StdoutFormat;
+use crate::telemetry::batch::Event;
 use crate::telemetry::echo::{EchoGuard, trim_line_end};
-use crate::telemetry::event::{Event, LogRecord};
+use crate::telemetry::record::LogRecord;
 use crate::telemetry::text::{compact_into, unescape_into};
 
 /// The stdout output.
@@ -94,7 +95,7 @@ fn render_text(event: &Event, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::event::parse;
+    use crate::telemetry::batch::parse;
 
     fn rendered(body: &str) -> Vec<String> {
         let parsed = parse(body.as_bytes().to_vec());

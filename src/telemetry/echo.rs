@@ -13,7 +13,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::event::{Event, Kind, LogRecord};
+use super::batch::{Event, Kind};
+use super::record::LogRecord;
 use super::text::{compact_into, unescape_into};
 use crate::log::PREFIX;
 
@@ -85,7 +86,12 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
 
 /// FNV-1a, 64 bit: fast, and collisions between distinct log lines are negligible here.
 fn fingerprint(line: &[u8]) -> u64 {
-    line.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+    fnv1a(line.iter().copied())
+}
+
+/// 64-bit FNV-1a of `bytes`: the one hash we use, for line fingerprints and derived ids.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -93,9 +99,9 @@ fn fingerprint(line: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::event::parse;
+    use crate::telemetry::batch::parse;
 
-    fn extension_events(records: &[&str]) -> crate::telemetry::event::Parsed {
+    fn extension_events(records: &[&str]) -> crate::telemetry::batch::Parsed {
         let items: Vec<String> = records
             .iter()
             .map(|r| format!(r#"{{"time":"t","type":"extension","record":{r}}}"#))

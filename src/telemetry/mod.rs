@@ -1,8 +1,8 @@
-//! Receiving telemetry: the listener thread, the event model, and what the relay needs to read
-//! events without building JSON trees.
+//! Receiving telemetry: the event model (`batch`, `record`), reading it without JSON trees
+//! (`text`, `time`), and the guard that recognises our own output coming back (`echo`).
 
+pub mod batch;
 pub mod echo;
-pub mod event;
-pub mod listener;
+pub mod record;
 pub mod text;
 pub mod time;

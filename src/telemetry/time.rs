@@ -3,6 +3,13 @@
 //! Lambda writes RFC 3339 UTC with milliseconds; emulators write nanoseconds, no fraction, or
 //! an offset (SPEC.md §6.1). Anything else is `None` and the caller uses the receive time.
 
+/// The wall clock in Unix epoch milliseconds, for outputs that stamp what has no time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±hh:mm)` into Unix epoch milliseconds.
 pub fn epoch_ms(text: &str) -> Option<i64> {
     let b = text.as_bytes();

@@ -9,7 +9,6 @@
 //! one; on LMI invocations overlap, so only JSON records say which is theirs.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -17,11 +16,10 @@ use serde_json::value::RawValue;
 
 use super::any_value::{self, key_value_open, quoted};
 use super::{Common, nanos, now_ms, span_id, time_ms, trace_id, xray};
-use crate::delivery::Encoder;
-use crate::telemetry::event::{Event, Kind, LogRecord};
-
-/// Trace ids remembered per request id, at most.
-const TRACES_CAP: usize = 1024;
+use crate::by_request::{ByRequest, PENDING_CAP};
+use crate::sinks::Encoder;
+use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::record::LogRecord;
 
 /// The logs signal's encoder. Records are written straight into the request body (see
 /// `any_value`): no JSON tree per event.
@@ -30,7 +28,7 @@ pub struct Logs {
     /// Lambda Managed Instances: invocations overlap, so no "current" one.
     concurrent: bool,
     current: Option<String>,
-    traces: HashMap<String, String>,
+    traces: ByRequest<String>,
     body: Vec<u8>,
     attributes: Vec<u8>,
     fields: Vec<u8>,
@@ -51,7 +49,7 @@ impl Logs {
             common,
             concurrent,
             current: None,
-            traces: HashMap::new(),
+            traces: ByRequest::new(PENDING_CAP),
             body: Vec::new(),
             attributes: Vec::new(),
             fields: Vec::new(),
@@ -112,11 +110,7 @@ impl Logs {
             attribute(&mut self.attributes, "faas.invocation_id", |o| {
                 any_value::string_value(id, o)
             });
-            let trace = self
-                .traces
-                .get(id.as_ref())
-                .cloned()
-                .unwrap_or_else(|| trace_id(id));
+            let trace = self.traces.get(id).cloned().unwrap_or_else(|| trace_id(id));
             out.extend_from_slice(
                 format!(r#","traceId":"{trace}","spanId":"{}""#, span_id(&[id])).as_bytes(),
             );
@@ -179,10 +173,7 @@ impl Logs {
             .and_then(|t| t.value.0.as_deref())
             .and_then(|v| xray(v).0);
         if let Some(trace) = xray_trace {
-            if self.traces.len() >= TRACES_CAP {
-                self.traces.clear();
-            }
-            self.traces.insert(id.to_string(), trace);
+            self.traces.insert(id, trace);
         }
     }
 }

@@ -10,9 +10,9 @@
 use serde_json::{Value, json};
 
 use super::{Common, nanos, now_ms, time_ms};
-use crate::delivery::Encoder;
-use crate::pipeline::Counters;
-use crate::telemetry::event::{Event, Kind};
+use crate::counters::Counters;
+use crate::sinks::Encoder;
+use crate::telemetry::batch::{Event, Kind};
 
 const DELTA: u8 = 1;
 const CUMULATIVE: u8 = 2;
@@ -152,20 +152,12 @@ impl Metrics {
     fn relay_counters(&self, end_ms: i64) -> Vec<Value> {
         let c = &self.counters;
         let named = [
-            (
-                "telemetry_relay.events.received",
-                "{event}",
-                c.events_received,
-            ),
-            (
-                "telemetry_relay.events.relayed",
-                "{event}",
-                c.events_relayed,
-            ),
+            ("telemetry_relay.events.received", "{event}", c.events),
+            ("telemetry_relay.events.relayed", "{event}", c.relayed),
             (
                 "telemetry_relay.events.dropped_by_platform",
                 "{event}",
-                c.dropped_by_platform,
+                c.platform_dropped_records,
             ),
             (
                 "telemetry_relay.events.dropped_by_buffer",
@@ -176,7 +168,7 @@ impl Metrics {
             (
                 "telemetry_relay.posts.malformed",
                 "{request}",
-                c.malformed_posts,
+                c.malformed_posts.saturating_add(c.oversize_posts),
             ),
         ];
         named
@@ -203,6 +195,10 @@ impl Metrics {
 impl Encoder for Metrics {
     fn content_type(&self) -> &'static str {
         "application/json"
+    }
+
+    fn carries(&self, event: &Event) -> bool {
+        matches!(event.kind, Kind::Report | Kind::InitReport)
     }
 
     fn counters(&mut self, counters: &Counters) {
@@ -335,7 +331,7 @@ mod tests {
     fn the_relay_counters_are_cumulative_sums() {
         let mut encoder = Metrics::new(common());
         encoder.counters(&Counters {
-            events_received: 12,
+            events: 12,
             malformed_posts: 1,
             ..Counters::default()
         });

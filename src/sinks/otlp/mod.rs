@@ -1,5 +1,5 @@
 //! OpenTelemetry over OTLP/HTTP with JSON encoding: one output per signal (logs, metrics,
-//! traces), each an [`Encoder`](crate::delivery::Encoder) fed by the delivery pipeline.
+//! traces), each an [`Encoder`](crate::sinks::Encoder) fed by the delivery pipeline.
 //!
 //! The OTLP JSON mapping is protobuf's JSON mapping with OTLP's exceptions, and receivers are
 //! strict about it: field names in lowerCamelCase, 64-bit integers as decimal strings, enums as
@@ -15,6 +15,7 @@ pub mod traces;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
+use crate::telemetry::echo::fnv1a;
 use crate::telemetry::time;
 
 /// The instrumentation scope on every request.
@@ -48,7 +49,10 @@ impl Common {
             .map(|(k, v)| attribute(&k, json!(v)))
             .collect();
         if let Some(mb) = config.memory_mb {
-            resource.push(attribute("faas.max_memory", json!(mb * 1024 * 1024)));
+            resource.push(attribute(
+                "faas.max_memory",
+                json!(mb.saturating_mul(1 << 20)),
+            ));
         }
         let otlp = config.outputs.otlp.as_ref();
         let overrides = otlp
@@ -111,8 +115,25 @@ fn key_values(map: &Map<String, Value>) -> Vec<Value> {
 }
 
 /// Nanoseconds since the epoch as OTLP writes 64-bit integers: a decimal string.
+/// Clamped to what the `fixed64` field holds (1970 to 2554): a time from outside must never
+/// make a request the collector refuses whole.
 fn nanos(ms: i64) -> String {
-    (i128::from(ms) * 1_000_000).to_string()
+    (i128::from(ms) * 1_000_000)
+        .clamp(0, i128::from(u64::MAX))
+        .to_string()
+}
+
+/// Longest span we believe: a duration past this (or negative, or not a number) is input
+/// gone wrong, and the span gets no length rather than an absurd one.
+const MAX_SPAN_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+
+/// `start_ms` plus a duration from an event, total for every input.
+fn end_after(start_ms: i64, duration_ms: f64) -> i64 {
+    if !(0.0..=MAX_SPAN_MS).contains(&duration_ms) {
+        return start_ms;
+    }
+    // In range, so the cast is exact enough and cannot saturate.
+    start_ms.saturating_add(duration_ms.round() as i64)
 }
 
 /// An event time (RFC 3339 text or epoch-ms number), in epoch milliseconds.
@@ -120,20 +141,11 @@ fn time_ms(text: Option<&str>) -> Option<i64> {
     text.and_then(time::event_ms)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::telemetry::time::now_ms;
 
-/// 64-bit FNV-1a of `parts`, for ids derived from a request id.
+/// A hash of `parts`, for ids derived from a request id.
 fn hash(parts: &[&str]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.bytes().chain([0]))
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+    fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0])))
 }
 
 /// A span id for `parts`, as 16 hex digits (never all zero).
@@ -198,14 +210,27 @@ mod tests {
         );
         assert_eq!(nanos(1_773_480_067_124), "1773480067124000000");
     }
+
+    #[test]
+    fn times_from_outside_are_total_at_the_extremes() {
+        assert_eq!(nanos(i64::MAX), u64::MAX.to_string());
+        assert_eq!(nanos(i64::MIN), "0");
+        assert_eq!(nanos(-5), "0");
+        for d in [1e300, f64::INFINITY, f64::NAN, -1.0, f64::MAX, -0.0] {
+            let end = end_after(1_000, d);
+            assert!(end == 1_000 || d == -0.0, "{d}: {end}");
+        }
+        assert_eq!(end_after(i64::MAX - 1, 5.0), i64::MAX);
+        assert_eq!(end_after(1_000, 2.6), 1_003);
+    }
 }
 
 /// Shared by the signal encoders' tests: a resource and a fixture run through an encoder.
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
-    use crate::delivery::Encoder;
-    use crate::telemetry::event::parse;
+    use crate::sinks::Encoder;
+    use crate::telemetry::batch::parse;
     use std::collections::HashMap;
 
     pub fn common() -> Common {

@@ -5,16 +5,15 @@
 //! that trace: X-Ray's root is the trace id and its parent the parent span. Without a start time
 //! there is no span: we never invent timing.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
-use super::{Common, attribute, nanos, span_id, time_ms, trace_id, xray};
-use crate::delivery::Encoder;
-use crate::telemetry::event::{Event, Kind, PlatformRecord};
+use super::{Common, attribute, end_after, nanos, span_id, time_ms, trace_id, xray};
+use crate::by_request::{ByRequest, PENDING_CAP};
+use crate::sinks::Encoder;
+use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::record::PlatformRecord;
 
 /// Invocations remembered between their start and their report, at most.
-const OPEN_CAP: usize = 1024;
 const SPAN_KIND_INTERNAL: u8 = 1;
 const SPAN_KIND_SERVER: u8 = 2;
 const STATUS_ERROR: u8 = 2;
@@ -29,9 +28,9 @@ struct Open {
 /// The traces signal's encoder.
 pub struct Traces {
     common: Common,
-    open: HashMap<String, Open>,
+    open: ByRequest<Open>,
     /// X-Ray headers of INVOKEs, for a `platform.start` that carries none.
-    invoked: HashMap<String, String>,
+    invoked: ByRequest<String>,
     init_start_ms: Option<i64>,
 }
 
@@ -39,8 +38,8 @@ impl Traces {
     pub fn new(common: Common) -> Traces {
         Traces {
             common,
-            open: HashMap::new(),
-            invoked: HashMap::new(),
+            open: ByRequest::new(PENDING_CAP),
+            invoked: ByRequest::new(PENDING_CAP),
             init_start_ms: None,
         }
     }
@@ -75,16 +74,13 @@ impl Traces {
         let from_invoke = self.invoked.remove(id);
         let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
         let (xray_trace, parent) = header.or(from_invoke.as_deref()).map_or((None, None), xray);
-        if self.open.len() >= OPEN_CAP {
-            self.open.clear();
-        }
         let open = Open {
             start_ms,
             trace: xray_trace.unwrap_or_else(|| trace_id(id)),
             parent,
             children: Vec::new(),
         };
-        self.open.insert(id.to_string(), open);
+        self.open.insert(id, open);
     }
 
     fn runtime_done(&mut self, record: &PlatformRecord) {
@@ -109,7 +105,7 @@ impl Traces {
         open.children.extend(children(record));
         let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
         let end_ms = time
-            .or(duration.map(|d| open.start_ms + d as i64))
+            .or(duration.map(|d| end_after(open.start_ms, d)))
             .unwrap_or(open.start_ms)
             .max(open.start_ms);
         let own = span_id(&[id]);
@@ -150,7 +146,7 @@ impl Traces {
                 "name": name,
                 "kind": SPAN_KIND_INTERNAL,
                 "startTimeUnixNano": nanos(start_ms),
-                "endTimeUnixNano": nanos(start_ms + duration_ms.round() as i64),
+                "endTimeUnixNano": nanos(end_after(start_ms, duration_ms)),
             }));
         }
         spans
@@ -160,7 +156,7 @@ impl Traces {
         let start_ms = self.init_start_ms.take()?;
         let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
         let end_ms = duration
-            .map(|d| start_ms + d.round() as i64)
+            .map(|d| end_after(start_ms, d))
             .or(time)?
             .max(start_ms);
         let kind = record
@@ -201,13 +197,14 @@ impl Encoder for Traces {
         "application/json"
     }
 
+    /// The events that end a span; starts and runtimeDones only feed them.
+    fn carries(&self, event: &Event) -> bool {
+        matches!(event.kind, Kind::Report | Kind::InitReport)
+    }
+
     fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
         if let Some(header) = xray {
-            if self.invoked.len() >= OPEN_CAP {
-                self.invoked.clear();
-            }
-            self.invoked
-                .insert(request_id.to_string(), header.to_string());
+            self.invoked.insert(request_id, header.to_string());
         }
     }
 

@@ -1,9 +1,8 @@
-//! The Telemetry API event model: a POST body parsed into events that borrow from it.
+//! A POST body parsed into events that borrow from it.
 //!
 //! A 256 KiB batch parsed into `serde_json::Value` costs several times its size, so a [`Batch`]
-//! keeps the body as one `String` and, per event, byte ranges into it. Records are read lazily,
-//! by the relay, into [`PlatformRecord`], whose every field is optional and [`Lenient`]: a
-//! missing, `null` or wrongly typed field is `None`, never an error (SPEC.md rule zero, §6).
+//! keeps the body as one `String` and, per event, where its pieces sit in it (36 bytes an
+//! event). Records are read lazily, by whoever needs them, into the lenient types of `record`.
 //!
 //! What cannot be read is counted, never fatal, and costs only itself (SPEC.md §5, trap 5):
 //! - a body that is not UTF-8 is repaired (U+FFFD) and its events kept;
@@ -16,11 +15,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use super::record::{Lenient, LogRecord, PlatformRecord};
 
 /// The event types we know, plus everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +73,22 @@ impl Kind {
     }
 }
 
+/// A piece of the body: offset and length. `u32` halves a slot against `Range<usize>`: a body
+/// is capped far below 4 GiB, and 125k tiny events in one POST cost 36 bytes each, not 80.
+#[derive(Debug, Clone, Copy, Default)]
+struct Piece {
+    start: u32,
+    len: u32,
+}
+
 /// Where one readable event sits in its batch's body.
 #[derive(Debug, Clone)]
 struct Slot {
-    raw: Range<usize>,
-    time: Option<Range<usize>>,
-    type_name: Range<usize>,
-    record: Range<usize>,
+    raw: Piece,
+    /// Empty when the event has no usable `time` (no JSON value is empty text).
+    time: Piece,
+    type_name: Piece,
+    record: Piece,
     kind: Kind,
 }
 
@@ -137,24 +146,32 @@ struct WireEvent<'a> {
     record: &'a RawValue,
 }
 
-/// Collects array elements until the array ends or an element fails to parse.
-struct Elements<'v, 'de>(&'v mut Vec<&'de RawValue>);
+/// Reads array elements into slots as they are parsed, until the array ends or one fails to
+/// parse; no list of elements is built first.
+struct Elements<'v> {
+    base: usize,
+    slots: &'v mut Vec<Slot>,
+    bad_events: &'v mut usize,
+}
 
-impl<'de> DeserializeSeed<'de> for Elements<'_, 'de> {
+impl<'de> DeserializeSeed<'de> for Elements<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for Elements<'_, 'de> {
+impl<'de> Visitor<'de> for Elements<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON array of events")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(element) = seq.next_element::<&'de RawValue>()? {
-            self.0.push(element);
+            match read_slot(element.get(), self.base) {
+                Some(slot) => self.slots.push(slot),
+                None => *self.bad_events += 1,
+            }
         }
         Ok(())
     }
@@ -169,9 +186,15 @@ pub fn parse(body: Vec<u8>) -> Parsed {
             Some(BodyProblem::InvalidUtf8),
         ),
     };
-    let mut elements = Vec::new();
+    let mut slots = Vec::new();
+    let mut bad_events = 0;
     let mut deserializer = serde_json::Deserializer::from_str(&body);
-    let outcome = Elements(&mut elements)
+    let elements = Elements {
+        base: body.as_ptr() as usize,
+        slots: &mut slots,
+        bad_events: &mut bad_events,
+    };
+    let outcome = elements
         .deserialize(&mut deserializer)
         .and_then(|()| deserializer.end());
     if let Err(e) = outcome {
@@ -181,20 +204,8 @@ pub fn parse(body: Vec<u8>) -> Parsed {
             BodyProblem::NotAnArray(e.to_string())
         });
     }
-    let base = body.as_ptr() as usize;
-    let range = |s: &str| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
-    let mut slots = Vec::with_capacity(elements.len());
-    let mut bad_events = 0;
-    for element in &elements {
-        match read_slot(element.get(), &range) {
-            Some(slot) => slots.push(slot),
-            None => bad_events += 1,
-        }
-    }
-    drop(elements);
+    // The slots live as long as the batch: give back what doubling left unused.
+    slots.shrink_to_fit();
     Parsed {
         batch: Batch { body, slots },
         problem,
@@ -202,7 +213,16 @@ pub fn parse(body: Vec<u8>) -> Parsed {
     }
 }
 
-fn read_slot(raw: &str, range: &dyn Fn(&str) -> Range<usize>) -> Option<Slot> {
+/// Where `part`, a slice of the body starting at address `base`, sits.
+fn piece(part: &str, base: usize) -> Option<Piece> {
+    let start = (part.as_ptr() as usize).checked_sub(base)?;
+    Some(Piece {
+        start: u32::try_from(start).ok()?,
+        len: u32::try_from(part.len()).ok()?,
+    })
+}
+
+fn read_slot(raw: &str, base: usize) -> Option<Slot> {
     let wire: WireEvent = serde_json::from_str(raw).ok()?;
     let type_name: Cow<str> = serde_json::from_str(wire.type_name.get()).ok()?;
     let time = wire
@@ -210,10 +230,13 @@ fn read_slot(raw: &str, range: &dyn Fn(&str) -> Range<usize>) -> Option<Slot> {
         .map(RawValue::get)
         .filter(|t| t.starts_with('"') || t.starts_with(|c: char| c.is_ascii_digit()));
     Some(Slot {
-        raw: range(raw),
-        time: time.map(range),
-        type_name: range(wire.type_name.get()),
-        record: range(wire.record.get()),
+        raw: piece(raw, base)?,
+        time: match time {
+            Some(t) => piece(t, base)?,
+            None => Piece::default(),
+        },
+        type_name: piece(wire.type_name.get(), base)?,
+        record: piece(wire.record.get(), base)?,
         kind: Kind::of(&type_name),
     })
 }
@@ -244,12 +267,17 @@ impl Batch {
     }
 
     fn event_at(&self, slot: &Slot) -> Event<'_> {
-        let text = |r: &Range<usize>| self.body.get(r.clone()).unwrap_or_default();
+        let text = |p: Piece| {
+            let start = p.start as usize;
+            self.body
+                .get(start..start + p.len as usize)
+                .unwrap_or_default()
+        };
         Event {
-            raw: text(&slot.raw),
-            time: slot.time.as_ref().map(text),
-            type_json: text(&slot.type_name),
-            record: text(&slot.record),
+            raw: text(slot.raw),
+            time: (slot.time.len > 0).then(|| text(slot.time)),
+            type_json: text(slot.type_name),
+            record: text(slot.record),
             kind: slot.kind,
         }
     }
@@ -316,113 +344,6 @@ fn unquote(json: &str) -> &str {
     json.strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(json)
-}
-
-/// A `function`/`extension` record: a JSON string (text log format) or any other JSON value
-/// (JSON log format, delivered verbatim; SPEC.md §6.3). Both hold raw JSON text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogRecord<'a> {
-    Text(&'a str),
-    Json(&'a str),
-}
-
-/// A field that is `None` when missing, `null` or of an unexpected JSON type.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lenient<T>(pub Option<T>);
-
-impl<T> Default for Lenient<T> {
-    fn default() -> Self {
-        Lenient(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(deserializer)?;
-        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
-    }
-}
-
-impl Lenient<f64> {
-    /// A whole, non-negative number: accepts `128`, `128.0` and `1.28e2`.
-    pub fn whole(&self) -> Option<u64> {
-        self.0
-            .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0 && *n < 2f64.powi(53))
-            .map(|n| n as u64)
-    }
-}
-
-/// `metrics` of init/restore/runtimeDone/report records (SPEC.md §6.2).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Metrics {
-    pub duration_ms: Lenient<f64>,
-    pub billed_duration_ms: Lenient<f64>,
-    #[serde(rename = "memorySizeMB")]
-    pub memory_size_mb: Lenient<f64>,
-    #[serde(rename = "maxMemoryUsedMB")]
-    pub max_memory_used_mb: Lenient<f64>,
-    pub init_duration_ms: Lenient<f64>,
-    pub restore_duration_ms: Lenient<f64>,
-    pub produced_bytes: Lenient<f64>,
-}
-
-/// A span such as `responseLatency` (SPEC.md §6.2).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Span<'a> {
-    #[serde(borrow)]
-    pub name: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub start: Lenient<Cow<'a, str>>,
-    pub duration_ms: Lenient<f64>,
-}
-
-/// X-Ray trace context carried by platform events under active tracing.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct TraceContext<'a> {
-    #[serde(borrow)]
-    pub span_id: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub value: Lenient<Cow<'a, str>>,
-}
-
-/// The union of the platform records' fields we use; which are present depends on the type.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct PlatformRecord<'a> {
-    #[serde(borrow)]
-    pub request_id: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub status: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub error_type: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub initialization_type: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub phase: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub version: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub function_arn: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub runtime_version: Lenient<Cow<'a, str>>,
-    pub metrics: Lenient<Metrics>,
-    #[serde(borrow)]
-    pub spans: Lenient<Vec<Span<'a>>>,
-    #[serde(borrow)]
-    pub tracing: Lenient<TraceContext<'a>>,
-    /// `platform.extension` / `telemetrySubscription`: the extension's name and state.
-    #[serde(borrow)]
-    pub name: Lenient<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub state: Lenient<Cow<'a, str>>,
-    /// `platform.logsDropped`.
-    pub dropped_records: Lenient<f64>,
-    pub dropped_bytes: Lenient<f64>,
-    #[serde(borrow)]
-    pub reason: Lenient<Cow<'a, str>>,
 }
 
 #[cfg(test)]
@@ -574,24 +495,6 @@ mod tests {
             }
         }
         assert!(objects > 0 && strings > 0);
-    }
-
-    #[test]
-    fn whole_numbers_are_read_from_any_spelling() {
-        let cases: &[(&str, Option<u64>)] = &[
-            ("128", Some(128)),
-            ("128.0", Some(128)),
-            ("1.5e2", Some(150)),
-            ("4.1e1", Some(41)),
-            ("72.5", None),
-            ("-1", None),
-            ("\"128\"", None),
-            ("null", None),
-        ];
-        for (text, expected) in cases {
-            let n: Lenient<f64> = serde_json::from_str(text).unwrap();
-            assert_eq!(n.whole(), *expected, "{text}");
-        }
     }
 
     #[test]

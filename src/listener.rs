@@ -17,27 +17,45 @@ use std::time::Duration;
 
 use tiny_http::{Method, Request, Response, Server};
 
-use super::event;
-use crate::pipeline::{BACKLOG_LIMIT, Backlog, Msg};
+use crate::msg::{BACKLOG_LIMIT, Backlog, Msg};
+use crate::telemetry::batch;
 use crate::{debug, warn};
 
-/// Serves the socket `main` bound and subscribed with, on a new thread. Building the server
-/// starts tiny_http's own threads, which is why this runs off the init path (see `main`).
-/// Returns the server, for `unblock()` at shutdown, and the thread, which then ends.
-pub fn start(
-    socket: TcpListener,
-    tx: Sender<Msg>,
-    backlog: Backlog,
-    max_body_bytes: u64,
-) -> Result<(Arc<Server>, JoinHandle<()>), String> {
-    let server = Server::from_listener(socket, None).map_err(|e| e.to_string())?;
-    let server = Arc::new(server);
-    let serving = server.clone();
-    let thread = std::thread::Builder::new()
-        .name("listener".to_string())
-        .spawn(move || serve(&serving, &tx, &backlog, max_body_bytes))
-        .map_err(|e| e.to_string())?;
-    Ok((server, thread))
+/// The running listener: its server, for `unblock()` at shutdown, and its thread.
+pub struct Listener {
+    server: Arc<Server>,
+    thread: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Serves the socket `main` bound and subscribed with, on a new thread. Building the
+    /// server starts tiny_http's own threads, which is why this runs off the init path.
+    pub fn start(
+        socket: TcpListener,
+        tx: Sender<Msg>,
+        backlog: Backlog,
+        max_body_bytes: u64,
+    ) -> Result<Listener, String> {
+        let server = Arc::new(Server::from_listener(socket, None).map_err(|e| e.to_string())?);
+        let serving = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("listener".to_string())
+            .spawn(move || serve(&serving, &tx, &backlog, max_body_bytes))
+            .map_err(|e| e.to_string())?;
+        Ok(Listener { server, thread })
+    }
+
+    /// Stops accepting; the thread sends `Msg::ListenerClosed` and ends.
+    pub fn stop(&self) {
+        self.server.unblock();
+    }
+
+    /// Waits for the thread if it has ended; never blocks on one that has not.
+    pub fn join(self) {
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        }
+    }
 }
 
 fn serve(server: &Server, tx: &Sender<Msg>, backlog: &Backlog, max_body_bytes: u64) {
@@ -76,7 +94,7 @@ fn serve(server: &Server, tx: &Sender<Msg>, backlog: &Backlog, max_body_bytes: u
 fn handle(mut request: Request, max_body_bytes: u64) -> Option<Msg> {
     if request.url() != "/" && !request.url().starts_with("/?") {
         let _ = request.respond(Response::empty(404));
-        return None;
+        return Some(Msg::Refused);
     }
     if *request.method() != Method::Post {
         let allow = tiny_http::Header::from_bytes("Allow", "POST").ok();
@@ -85,7 +103,7 @@ fn handle(mut request: Request, max_body_bytes: u64) -> Option<Msg> {
             Some(h) => response.with_header(h),
             None => response,
         });
-        return None;
+        return Some(Msg::Refused);
     }
     let declared = request.body_length().map(|n| n as u64);
     if declared.is_some_and(|n| n > max_body_bytes) {
@@ -105,7 +123,7 @@ fn handle(mut request: Request, max_body_bytes: u64) -> Option<Msg> {
         debug!("telemetry POST cut short: {e}");
     }
     let _ = request.respond(Response::empty(200));
-    Some(Msg::Post(event::parse(body)))
+    Some(Msg::Post(batch::parse(body)))
 }
 
 fn refuse(request: Request, declared: Option<u64>) -> Msg {
@@ -123,8 +141,12 @@ mod tests {
         let socket = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = socket.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel();
-        let (server, _) = start(socket, tx, Backlog::default(), max_body_bytes).unwrap();
-        (server, format!("http://127.0.0.1:{port}"), rx)
+        let listener = Listener::start(socket, tx, Backlog::default(), max_body_bytes).unwrap();
+        (
+            listener.server.clone(),
+            format!("http://127.0.0.1:{port}"),
+            rx,
+        )
     }
 
     fn agent() -> ureq::Agent {
@@ -188,7 +210,14 @@ mod tests {
         let get = agent().get(&format!("{url}/")).call().unwrap();
         assert_eq!(get.status().as_u16(), 405);
         assert_eq!(post(&format!("{url}/elsewhere"), b"[]"), 404);
-        assert!(rx.try_recv().is_err(), "nothing reaches the relay");
+        assert!(
+            matches!(received(&rx), Msg::Refused),
+            "counted, not relayed"
+        );
+        assert!(
+            matches!(received(&rx), Msg::Refused),
+            "counted, not relayed"
+        );
         server.unblock();
     }
 }

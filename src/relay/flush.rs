@@ -8,10 +8,10 @@
 //! background path, never dropped. The wait is billed time, so it is bounded here (budget) and
 //! in `main` (the invocation's deadline). SPEC.md trap 15.
 
-use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
+use crate::by_request::ByRequest;
 use crate::config::outputs::FlushPolicy;
 use crate::delivery::Delivery;
 use crate::info;
@@ -43,7 +43,7 @@ pub struct Flush {
     budget: Duration,
     next_tick: Instant,
     waiting: Option<String>,
-    early: VecDeque<String>,
+    early: ByRequest<()>,
     active: Option<Active>,
     reply: Option<Sender<FlushReport>>,
 }
@@ -56,7 +56,7 @@ impl Flush {
             budget,
             next_tick: Instant::now(),
             waiting: None,
-            early: VecDeque::new(),
+            early: ByRequest::new(EARLY_CAP),
             active: None,
             reply,
         }
@@ -92,38 +92,34 @@ impl Flush {
     }
 
     /// `main` got INVOKE `request_id` and, under `end`, now waits for our reply.
-    pub fn invoked(&mut self, request_id: String, delivery: &Delivery) {
+    pub fn invoked(&mut self, request_id: &str, delivery: &Delivery) {
         if self.reply.is_none() {
             return;
         }
-        if let Some(i) = self.early.iter().position(|id| *id == request_id) {
-            self.early.remove(i);
+        if self.early.remove(request_id).is_some() {
             self.start(request_id, delivery);
         } else {
-            self.waiting = Some(request_id);
+            self.waiting = Some(request_id.to_string());
         }
     }
 
     /// `platform.runtimeDone` of `request_id` is buffered.
-    pub fn runtime_done(&mut self, request_id: String, delivery: &Delivery) {
+    pub fn runtime_done(&mut self, request_id: &str, delivery: &Delivery) {
         if self.reply.is_none() {
             return;
         }
-        if self.waiting.as_deref() == Some(request_id.as_str()) {
+        if self.waiting.as_deref() == Some(request_id) {
             self.waiting = None;
             self.start(request_id, delivery);
         } else {
-            if self.early.len() >= EARLY_CAP {
-                self.early.pop_front();
-            }
-            self.early.push_back(request_id);
+            self.early.insert(request_id, ());
         }
     }
 
-    fn start(&mut self, request_id: String, delivery: &Delivery) {
+    fn start(&mut self, request_id: &str, delivery: &Delivery) {
         let now = Instant::now();
         self.active = Some(Active {
-            request_id,
+            request_id: request_id.to_string(),
             target_seq: delivery.next_seq(),
             started: now,
             deadline: now + self.budget,
@@ -144,8 +140,8 @@ impl Flush {
         let report = FlushReport {
             request_id: active.request_id.clone(),
             held: now - active.started,
-            events: events - active.totals_before.0,
-            bytes: bytes - active.totals_before.1,
+            events: events.saturating_sub(active.totals_before.0),
+            bytes: bytes.saturating_sub(active.totals_before.1),
             deferred: delivery.behind(active.target_seq),
         };
         info!(
@@ -169,7 +165,7 @@ mod tests {
     use std::sync::mpsc;
 
     fn delivery() -> Delivery {
-        Delivery::new(1 << 20, mpsc::channel().0)
+        Delivery::new(1 << 20, Vec::new(), mpsc::channel().0)
     }
 
     #[test]
@@ -192,16 +188,16 @@ mod tests {
         let d = delivery();
         let mut flush = Flush::new(FlushPolicy::End, Duration::from_secs(1), Some(tx));
         // INVOKE first, then its runtimeDone; nothing buffered, so the reply is immediate.
-        flush.invoked("a".into(), &d);
-        flush.runtime_done("other".into(), &d);
+        flush.invoked("a", &d);
+        flush.runtime_done("other", &d);
         flush.check(&d);
         assert!(rx.try_recv().is_err(), "not for another invocation");
-        flush.runtime_done("a".into(), &d);
+        flush.runtime_done("a", &d);
         flush.check(&d);
         assert_eq!(rx.try_recv().unwrap().request_id, "a");
         // runtimeDone first (a fast function), then INVOKE.
-        flush.runtime_done("b".into(), &d);
-        flush.invoked("b".into(), &d);
+        flush.runtime_done("b", &d);
+        flush.invoked("b", &d);
         flush.check(&d);
         assert_eq!(rx.try_recv().unwrap().deferred, 0);
     }
@@ -210,8 +206,8 @@ mod tests {
     fn background_never_waits() {
         let d = delivery();
         let mut flush = Flush::new(FlushPolicy::Background, Duration::from_secs(1), None);
-        flush.invoked("a".into(), &d);
-        flush.runtime_done("a".into(), &d);
+        flush.invoked("a", &d);
+        flush.runtime_done("a", &d);
         assert!(flush.deadline().is_none());
         assert!(flush.may_send(Instant::now()));
     }

@@ -1,0 +1,111 @@
+//! A small map from request id to what is known of that invocation, bounded in entries.
+//!
+//! Several parts hold something per invocation until a later event completes it: the relay
+//! waits for each started invocation's report, EMF holds a `runtimeDone` for its report, the
+//! traces output holds open spans, the `end` flush policy remembers early `runtimeDone`s. A
+//! report can be lost, and a hostile POST can carry any number of ids, so every such map is
+//! bounded: when full, the oldest entry goes. Entries are kept in insertion order in one
+//! `VecDeque`; the bound is small (what can be pending at once, not a history), so a linear
+//! search beats a hash map here in both memory and time, and nothing is left behind when an
+//! entry is taken: the memory is flat however many invocations go by.
+
+use std::collections::VecDeque;
+
+/// Entries a per-invocation map holds by default: more than can be pending at once on LMI.
+pub const PENDING_CAP: usize = 256;
+
+/// Request id → `V`, at most `cap` entries, oldest evicted first.
+#[derive(Debug, Clone)]
+pub struct ByRequest<V> {
+    entries: VecDeque<(Box<str>, V)>,
+    cap: usize,
+}
+
+impl<V> ByRequest<V> {
+    /// An empty map that holds at most `cap` entries (at least one).
+    pub fn new(cap: usize) -> ByRequest<V> {
+        ByRequest {
+            entries: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Inserts or replaces `id`'s value; returns the entry evicted to make room, if any.
+    pub fn insert(&mut self, id: &str, value: V) -> Option<(Box<str>, V)> {
+        if let Some(slot) = self.get_mut(id) {
+            *slot = value;
+            return None;
+        }
+        let evicted = if self.entries.len() >= self.cap {
+            self.entries.pop_front()
+        } else {
+            None
+        };
+        self.entries.push_back((id.into(), value));
+        evicted
+    }
+
+    /// Takes `id`'s value out.
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        let index = self.entries.iter().position(|(k, _)| &**k == id)?;
+        self.entries.remove(index).map(|(_, v)| v)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&V> {
+        self.entries
+            .iter()
+            .find(|(k, _)| &**k == id)
+            .map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| &**k == id)
+            .map(|(_, v)| v)
+    }
+
+    /// Keeps only the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.entries.retain(|(_, v)| keep(v));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_entry_goes_when_full() {
+        let mut map = ByRequest::new(2);
+        assert!(map.insert("a", 1).is_none());
+        assert!(map.insert("b", 2).is_none());
+        assert!(map.insert("a", 3).is_none(), "replacing does not evict");
+        let evicted = map.insert("c", 4).unwrap();
+        assert_eq!((&*evicted.0, evicted.1), ("a", 3));
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.remove("b"), Some(2));
+        assert_eq!(map.remove("b"), None);
+        assert!(map.get_mut("c").is_some());
+    }
+
+    #[test]
+    fn memory_is_flat_across_many_invocations() {
+        let mut map = ByRequest::new(8);
+        for i in 0..100_000 {
+            let id = i.to_string();
+            map.insert(&id, i);
+            assert_eq!(map.remove(&id), Some(i));
+        }
+        assert!(map.is_empty());
+        assert!(map.entries.capacity() <= 8);
+    }
+}

@@ -1,0 +1,110 @@
+//! Every counter the extension keeps, in one place: the relay's ([`Counters`]) and each network
+//! output's ([`OutputCounters`]). Counters only grow, and they saturate instead of wrapping:
+//! some are fed by numbers from outside (`platform.logsDropped`), and a counter that wraps
+//! would report a loss as nothing.
+//!
+//! Each output's counters satisfy, once the relay has finished,
+//! `received = sent + dropped + rejected`: an event an output carries is sent, refused for good
+//! by its backend, or dropped (evicted from the full buffer, or still unsent at the hard stop).
+
+/// Adds `n` to `counter`, stopping at `u64::MAX`.
+pub fn add(counter: &mut u64, n: u64) {
+    *counter = counter.saturating_add(n);
+}
+
+/// The relay's counters, reported in the shutdown summary and by the EMF and OTLP outputs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub invokes: u64,
+    pub posts: u64,
+    /// Readable events received.
+    pub events: u64,
+    /// Events written to stdout.
+    pub relayed: u64,
+    pub malformed_posts: u64,
+    pub bad_events: u64,
+    pub oversize_posts: u64,
+    /// Requests answered without being read: wrong path or method, a stalled or failed body.
+    pub refused_requests: u64,
+    pub own_echoes: u64,
+    /// What the platform told us it dropped (`platform.logsDropped`).
+    pub platform_dropped_records: u64,
+    pub write_errors: u64,
+    pub reports_missing_at_shutdown: u64,
+    /// Over all network outputs: events dropped from the full buffer or unsent at the end.
+    pub dropped_by_buffer: u64,
+    /// Over all network outputs: requests that failed.
+    pub failed_sends: u64,
+}
+
+impl Counters {
+    /// The shutdown summary's `key=value` list.
+    pub fn summary(&self) -> String {
+        format!(
+            "invokes={} posts={} events={} relayed={} malformed_posts={} bad_events={} \
+             oversize_posts={} refused_requests={} own_echoes_dropped={} \
+             platform_dropped_records={} write_errors={} reports_missing={}",
+            self.invokes,
+            self.posts,
+            self.events,
+            self.relayed,
+            self.malformed_posts,
+            self.bad_events,
+            self.oversize_posts,
+            self.refused_requests,
+            self.own_echoes,
+            self.platform_dropped_records,
+            self.write_errors,
+            self.reports_missing_at_shutdown
+        )
+    }
+}
+
+/// One network output's counters, in events unless the name says bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCounters {
+    /// Events this output carries that were buffered for it.
+    pub received: u64,
+    /// Accepted by the backend.
+    pub sent: u64,
+    pub sent_bytes: u64,
+    /// Requests that failed (re-queued or rejected).
+    pub failed_sends: u64,
+    /// Refused for good by the backend (4xx).
+    pub rejected: u64,
+    /// Evicted from the full buffer, or still unsent when the relay had to stop.
+    pub dropped: u64,
+}
+
+impl OutputCounters {
+    /// The summary's `key=value` list for this output.
+    pub fn summary(&self) -> String {
+        format!(
+            "received={} sent={} failed_sends={} rejected={} dropped={}",
+            self.received, self.sent, self.failed_sends, self.rejected, self.dropped
+        )
+    }
+
+    /// Whether every event received is accounted for.
+    pub fn balanced(&self) -> bool {
+        self.received
+            == self
+                .sent
+                .saturating_add(self.dropped)
+                .saturating_add(self.rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_saturate_at_the_top() {
+        let mut n = u64::MAX - 1;
+        add(&mut n, 5);
+        assert_eq!(n, u64::MAX);
+        add(&mut n, u64::MAX);
+        assert_eq!(n, u64::MAX);
+    }
+}

@@ -1,0 +1,65 @@
+//! What the threads tell the relay: the one channel's message type, and the vocabulary the
+//! senders share with it. A leaf: it imports only the event model, so the listener, the
+//! lifecycle loop and the network senders can all speak to the relay without knowing it.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::SystemTime;
+
+use crate::telemetry::batch::Parsed;
+
+/// Bytes of parsed POSTs the listener may have handed over before it waits for the relay.
+pub const BACKLOG_LIMIT: usize = 1024 * 1024;
+
+/// Bytes handed to the relay and not yet relayed. The listener adds, the relay subtracts; over
+/// [`BACKLOG_LIMIT`] the listener stops reading POSTs, so a slow stdout holds the platform back
+/// (it counts what it then drops in `platform.logsDropped`) instead of growing our memory.
+pub type Backlog = Arc<AtomicUsize>;
+
+/// What the relay hears.
+#[derive(Debug)]
+pub enum Msg {
+    /// Whether the Telemetry API subscription succeeded.
+    Subscribed(bool),
+    /// An INVOKE from `/next`, with its X-Ray trace header if it is traced.
+    Invoke {
+        request_id: String,
+        xray: Option<String>,
+    },
+    /// SHUTDOWN from `/next`; `deadline` is when Lambda kills us.
+    Shutdown { deadline: SystemTime },
+    /// A telemetry POST, answered and parsed.
+    Post(Parsed),
+    /// A POST refused with 413 for its size (`declared` from Content-Length, if it had one).
+    Oversize { declared: Option<u64> },
+    /// A request the listener answered without reading it (bad path, method, or a read that
+    /// stalled or failed): counted, never relayed.
+    Refused,
+    /// The listener has stopped: no more POSTs will come.
+    ListenerClosed,
+    /// A network output's sender finished a request.
+    Delivered(Receipt),
+}
+
+/// What became of one request a network output's sender made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The output's index in the delivery buffer.
+    pub output: usize,
+    /// Body bytes sent.
+    pub bytes: u64,
+    pub outcome: Outcome,
+    /// The request's buffer, handed back for reuse.
+    pub body: Vec<u8>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted (2xx).
+    Sent,
+    /// Refused for good (4xx other than 408/429): the events are dropped, counted.
+    Rejected(u16),
+    /// Not accepted before the deadline (5xx, 429, timeout, connection refused…): re-queue.
+    Retry(String),
+}

@@ -1,0 +1,309 @@
+//! The relay thread: the channel's only receiver. It owns the listener's handle, what we print
+//! (`print`: stdout, EMF, the echo guard), the delivery buffer and its network outputs, the
+//! counters, the flush policy (`flush`) and the SHUTDOWN wait (`shutdown`).
+//!
+//! Three kinds of sender feed it: the lifecycle loop (subscription outcome, INVOKE, SHUTDOWN),
+//! the listener (each POST, then `ListenerClosed`) and each network output's sender thread (a
+//! receipt per request). It never waits on `/next`, which blocks for hours on Lambda Managed
+//! Instances, nor on a network call, so events are relayed while the lifecycle thread is
+//! blocked and a dead backend stalls only its own output. It returns why it ended to `main`,
+//! which alone decides how the process exits.
+
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+pub mod flush;
+mod print;
+mod shutdown;
+
+use crate::by_request::ByRequest;
+use crate::config::{Config, TelemetryType};
+use crate::counters::{Counters, add};
+use crate::delivery::Delivery;
+use crate::listener::Listener;
+use crate::msg::{Backlog, Msg};
+use crate::telemetry::batch::{Kind, Parsed};
+use crate::{debug, info, sinks, warn};
+use flush::{Flush, FlushReport};
+use print::Printer;
+
+/// How often a blocked relay looks at the SIGTERM count.
+const SIGNAL_POLL: Duration = Duration::from_millis(200);
+/// Invocations awaiting their report, at most (LMI runs many at once; reports can be lost).
+const MAX_PENDING: usize = crate::by_request::PENDING_CAP;
+
+/// Why the relay stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// SHUTDOWN came, the last batch was in and the outputs were drained (or the hard stop
+    /// came first: the summary says what was dropped).
+    Drained,
+    /// A second SIGTERM: we were asked to stop now; what could be written was.
+    SecondSigterm,
+    /// Every sender of the channel went away without a SHUTDOWN.
+    Disconnected,
+}
+
+/// The relay's state.
+pub struct Relay {
+    backlog: Backlog,
+    /// The bound socket, until the listener is started on it (off the init path).
+    socket: Option<TcpListener>,
+    listener: Option<Listener>,
+    max_body_bytes: u64,
+    /// Our own channel's sender, for the listener; dropped once it has its own.
+    tx: Option<Sender<Msg>>,
+    printer: Printer,
+    track_reports: bool,
+    quiet: Duration,
+    telemetry: bool,
+    /// Invocations started and not yet reported, with when we heard of them.
+    pending: ByRequest<Instant>,
+    counters: Counters,
+    delivery: Option<Delivery>,
+    /// How long a background request may take, retries included.
+    request_budget: Duration,
+    listener_closed: bool,
+    /// After SHUTDOWN: when we must be done.
+    hard_stop: Option<Instant>,
+    flush: Flush,
+}
+
+impl Relay {
+    /// `socket` is the one `main` bound and subscribed with (`None` without a subscription);
+    /// `tx` a sender on the relay's own channel, for the listener and the network outputs;
+    /// `flushed` is the lifecycle's end of the `end` flush policy's wait.
+    pub fn new(
+        config: &Config,
+        socket: Option<TcpListener>,
+        tx: Sender<Msg>,
+        flushed: Option<Sender<FlushReport>>,
+    ) -> Relay {
+        let sinks = sinks::build(config);
+        // Whatever we print (relayed lines, EMF) comes back as `extension` records.
+        let prints = sinks.stdout.is_some() || sinks.emf.is_some();
+        let echoes = prints && config.subscribes(TelemetryType::Extension);
+        let delivery = (!sinks.network.is_empty())
+            .then(|| Delivery::new(config.outputs.buffer_bytes, sinks.network, tx.clone()));
+        Relay {
+            backlog: Backlog::default(),
+            socket,
+            listener: None,
+            max_body_bytes: config.max_body_bytes,
+            tx: Some(tx),
+            printer: Printer::new(sinks.stdout, sinks.emf, echoes),
+            track_reports: config.subscribes(TelemetryType::Platform),
+            quiet: Duration::from_millis(u64::from(config.buffering.timeout_ms))
+                + shutdown::QUIET_EXTRA,
+            telemetry: false,
+            pending: ByRequest::new(MAX_PENDING),
+            counters: Counters::default(),
+            delivery,
+            request_budget: request_budget(config),
+            listener_closed: false,
+            hard_stop: None,
+            flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
+        }
+    }
+
+    /// Runs until SHUTDOWN is done or a second SIGTERM; says which.
+    pub fn run(mut self, rx: Receiver<Msg>) -> Ended {
+        self.start_listener();
+        let ended = loop {
+            self.pump();
+            let wait = self
+                .flush
+                .wake_in(Instant::now())
+                .map_or(SIGNAL_POLL, |w| w.min(SIGNAL_POLL));
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Shutdown { deadline }) => break self.wait_for_last_batch(&rx, deadline),
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) if crate::signal::terms() >= 2 => {
+                    warn!("second SIGTERM before SHUTDOWN: stopping with what has been relayed");
+                    self.hard_stop = Some(Instant::now() + shutdown::SECOND_TERM_BUDGET);
+                    break Ended::SecondSigterm;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break Ended::Disconnected,
+            }
+        };
+        self.finish(&rx);
+        self.printer.counters(&self.snapshot(), &mut self.counters);
+        self.summary();
+        ended
+    }
+
+    /// Starts the listener on the subscribed socket; tiny_http starts threads of its own, which
+    /// is why this runs here, while `main` already waits in `/next`.
+    fn start_listener(&mut self) {
+        let (Some(socket), Some(tx)) = (self.socket.take(), self.tx.take()) else {
+            return;
+        };
+        let started = Listener::start(socket, tx, self.backlog.clone(), self.max_body_bytes);
+        match started {
+            Ok(listener) => self.listener = Some(listener),
+            Err(e) => {
+                crate::error!(
+                    "the telemetry listener did not start: {e}; no telemetry will be relayed"
+                );
+                self.listener_closed = true;
+            }
+        }
+    }
+
+    /// The counters as the outputs that report them (EMF, OTLP metrics) see them now.
+    fn snapshot(&self) -> Counters {
+        let (dropped, failed) = self.delivery.as_ref().map_or((0, 0), Delivery::losses);
+        Counters {
+            dropped_by_buffer: dropped,
+            failed_sends: failed,
+            ..self.counters
+        }
+    }
+
+    /// Hands requests to idle network outputs when the flush policy allows, and answers an
+    /// `end` flush that is done.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        let mut deadline = now + self.request_budget;
+        if let Some(stop) = self.hard_stop.or(self.flush.deadline()) {
+            deadline = deadline.min(stop);
+        }
+        if self.hard_stop.is_some() || self.flush.may_send(now) {
+            self.send_now(deadline);
+        }
+        if let Some(delivery) = &self.delivery {
+            self.flush.check(delivery);
+        }
+    }
+
+    fn send_now(&mut self, deadline: Instant) {
+        let counters = self.snapshot();
+        if let Some(delivery) = &mut self.delivery {
+            delivery.pump(deadline, &counters);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Subscribed(active) => {
+                self.telemetry = active;
+                self.listener_closed |= !active;
+            }
+            Msg::ListenerClosed => self.listener_closed = true,
+            Msg::Delivered(receipt) => {
+                if let Some(delivery) = &mut self.delivery {
+                    delivery.delivered(receipt);
+                }
+            }
+            Msg::Invoke { request_id, xray } => {
+                add(&mut self.counters.invokes, 1);
+                if let Some(delivery) = &mut self.delivery {
+                    delivery.invoked(&request_id, xray.as_deref());
+                    self.flush.invoked(&request_id, delivery);
+                }
+                self.expect_report(&request_id);
+            }
+            Msg::Shutdown { .. } => {}
+            Msg::Post(parsed) => self.relay(parsed),
+            Msg::Oversize { declared } => {
+                add(&mut self.counters.posts, 1);
+                add(&mut self.counters.oversize_posts, 1);
+                warn!(
+                    "telemetry POST refused with 413: body over the cap ({} bytes declared)",
+                    declared.map_or_else(|| "unknown".to_string(), |n| n.to_string())
+                );
+            }
+            Msg::Refused => add(&mut self.counters.refused_requests, 1),
+        }
+    }
+
+    fn relay(&mut self, parsed: Parsed) {
+        let footprint = parsed.batch.footprint();
+        self.relay_batch(parsed);
+        self.backlog.fetch_sub(footprint, Ordering::Release);
+    }
+
+    fn relay_batch(&mut self, parsed: Parsed) {
+        let c = &mut self.counters;
+        add(&mut c.posts, 1);
+        add(&mut c.malformed_posts, u64::from(parsed.problem.is_some()));
+        add(&mut c.bad_events, parsed.bad_events as u64);
+        add(&mut c.events, parsed.batch.len() as u64);
+        if parsed.batch.is_empty() {
+            return;
+        }
+        debug!("batch of {} events", parsed.batch.len());
+        let mut runtime_done = Vec::new();
+        let mut kept = Vec::with_capacity(parsed.batch.len());
+        for (i, event) in parsed.batch.events().enumerate() {
+            if self.printer.is_own(&event) {
+                add(&mut self.counters.own_echoes, 1);
+            } else if let Ok(i) = u32::try_from(i) {
+                kept.push(i);
+            }
+            match event.kind {
+                Kind::RuntimeDone => {
+                    runtime_done.extend(event.request_id().map(|id| id.into_owned()))
+                }
+                Kind::Start => {
+                    if let Some(id) = event.request_id() {
+                        self.expect_report(&id);
+                    }
+                }
+                Kind::Report => {
+                    if let Some(id) = event.request_id() {
+                        self.pending.remove(&id);
+                    }
+                }
+                Kind::LogsDropped => {
+                    let dropped = event.platform().dropped_records.whole().unwrap_or(0);
+                    add(&mut self.counters.platform_dropped_records, dropped);
+                    warn!(
+                        "the platform dropped {dropped} telemetry records before they reached us"
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.printer.print(&parsed.batch, &kept, &mut self.counters);
+        if let Some(delivery) = &mut self.delivery {
+            delivery.push(parsed.batch, kept);
+            for request_id in runtime_done {
+                self.flush.runtime_done(&request_id, delivery);
+            }
+        }
+    }
+
+    fn summary(&self) {
+        info!("shutdown summary: {}", self.snapshot().summary());
+        for (name, c) in self.delivery.iter().flat_map(Delivery::counters) {
+            info!("output {name}: {}", c.summary());
+            if !c.balanced() {
+                crate::error!(
+                    "output {name}: counters do not add up (a bug): {}",
+                    c.summary()
+                );
+            }
+        }
+    }
+}
+
+/// How long a background request may take, retries included: three timeouts of the slowest
+/// output.
+fn request_budget(config: &Config) -> Duration {
+    let http = config.outputs.http.as_ref().map(|h| h.timeout);
+    let otlp = config.outputs.otlp.as_ref().map(|o| o.timeout);
+    http.into_iter().chain(otlp).max().unwrap_or_default() * 3
+}
+
+/// Whether the lifecycle must wait for a [`FlushReport`] before the `/next` that ends an
+/// invocation.
+pub fn waits_for_flush(config: &Config) -> bool {
+    config.outputs.flush == crate::config::outputs::FlushPolicy::End && config.outputs.network()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The relay's own bookkeeping, driven by messages with no threads or sockets.
+
+use super::*;
+use crate::config::StdoutFormat;
+use crate::telemetry::batch::parse;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+fn relay(types: &str) -> Relay {
+    let mut env = HashMap::new();
+    env.insert(
+        "AWS_LAMBDA_RUNTIME_API".to_string(),
+        "127.0.0.1:1".to_string(),
+    );
+    env.insert("TELEMETRY_RELAY_TYPES".to_string(), types.to_string());
+    env.insert(
+        "TELEMETRY_RELAY_STDOUT_FORMAT".to_string(),
+        "none".to_string(),
+    );
+    let config = Config::parse(&env).unwrap();
+    assert_eq!(config.stdout_format, StdoutFormat::None);
+    Relay::new(&config, None, std::sync::mpsc::channel().0, None)
+}
+
+fn post(body: &str) -> Msg {
+    Msg::Post(parse(body.as_bytes().to_vec()))
+}
+
+#[test]
+fn reports_clear_pending_invocations_by_request_id() {
+    let mut relay = relay("platform,function");
+    relay.handle(Msg::Invoke {
+        request_id: "a".into(),
+        xray: None,
+    });
+    relay.handle(post(
+        r#"[{"time":"t","type":"platform.start","record":{"requestId":"b"}}]"#,
+    ));
+    assert_eq!(relay.pending.len(), 2);
+    relay.handle(post(
+        r#"[{"time":"t","type":"platform.report","record":{"requestId":"b"}}]"#,
+    ));
+    assert_eq!(relay.pending.len(), 1);
+    relay.handle(post(
+        r#"[{"time":"t","type":"platform.start","record":{"requestId":"a"}}]"#,
+    ));
+    assert_eq!(relay.pending.len(), 1);
+}
+
+#[test]
+fn without_platform_events_no_report_is_awaited() {
+    let mut relay = relay("function");
+    relay.handle(Msg::Invoke {
+        request_id: "a".into(),
+        xray: None,
+    });
+    assert!(relay.pending.is_empty());
+    assert_eq!(relay.counters.invokes, 1);
+}
+
+#[test]
+fn pending_invocations_are_bounded() {
+    let mut relay = relay("platform");
+    for i in 0..MAX_PENDING + 10 {
+        relay.handle(Msg::Invoke {
+            request_id: i.to_string(),
+            xray: None,
+        });
+    }
+    assert_eq!(relay.pending.len(), MAX_PENDING);
+}
+
+#[test]
+fn problems_and_platform_drops_are_counted() {
+    let mut relay = relay("platform");
+    relay.handle(post("{}"));
+    relay.handle(post(r#"[7, {"time":"t","type":"platform.logsDropped","record":{"droppedRecords":12,"droppedBytes":3400,"reason":"x"}}]"#));
+    relay.handle(Msg::Oversize { declared: Some(10) });
+    let s = &relay.counters;
+    assert_eq!(
+        (s.posts, s.malformed_posts, s.bad_events, s.oversize_posts),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(s.events, 1);
+    assert_eq!(s.platform_dropped_records, 12);
+}
+
+#[test]
+fn shutdown_without_telemetry_returns_at_once() {
+    let mut relay = relay("platform");
+    relay.handle(Msg::Invoke {
+        request_id: "never-reported".into(),
+        xray: None,
+    });
+    let (_tx, rx) = std::sync::mpsc::channel();
+    // No subscription: nothing will come, so nothing is awaited even with a far deadline.
+    let ended = relay.wait_for_last_batch(&rx, SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(ended, Ended::Drained);
+    assert_eq!(relay.counters.reports_missing_at_shutdown, 0);
+}
