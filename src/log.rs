@@ -108,6 +108,14 @@ pub fn write(level: Level, args: fmt::Arguments) {
     }
 }
 
+/// A panic (always a bug) is reported as one of our lines, not by the default hook, which
+/// writes unprefixed lines (they would come back to us as `extension` records) and blocks.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        write(Level::Error, format_args!("bug: {info}"));
+    }));
+}
+
 /// Lines dropped because stderr did not keep up.
 #[allow(dead_code)]
 pub fn dropped() -> u64 {

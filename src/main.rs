@@ -23,8 +23,8 @@ mod listener;
 mod log;
 mod msg;
 mod relay;
-mod signal;
 mod sinks;
+mod sys;
 mod telemetry;
 
 use std::fmt;
@@ -96,7 +96,8 @@ enum Done {
 }
 
 fn main() -> ExitCode {
-    signal::install();
+    sys::install();
+    log::install_panic_hook();
     let code = start();
     log::flush(Instant::now() + LOG_FLUSH);
     code

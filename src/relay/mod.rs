@@ -120,7 +120,7 @@ impl Relay {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Shutdown { deadline }) => break self.wait_for_last_batch(&rx, deadline),
                 Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) if crate::signal::terms() >= 2 => {
+                Err(RecvTimeoutError::Timeout) if crate::sys::terms() >= 2 => {
                     warn!("second SIGTERM before SHUTDOWN: stopping with what has been relayed");
                     self.hard_stop = Some(Instant::now() + shutdown::SECOND_TERM_BUDGET);
                     break Ended::SecondSigterm;

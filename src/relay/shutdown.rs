@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Ended, Relay};
 use crate::delivery::Delivery;
 use crate::msg::Msg;
-use crate::{signal, warn};
+use crate::{sys, warn};
 
 /// Time kept in hand before the SHUTDOWN deadline for draining and exiting.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
@@ -71,7 +71,7 @@ impl Relay {
                 );
                 return Ended::Drained;
             }
-            if signal::terms() >= 2 {
+            if sys::terms() >= 2 {
                 warn!("second SIGTERM during SHUTDOWN: exiting with what has been relayed");
                 self.hard_stop = Some(hard_stop.min(now + SECOND_TERM_BUDGET));
                 return Ended::SecondSigterm;
