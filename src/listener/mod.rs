@@ -21,24 +21,26 @@
 //! size goes on the backlog, over whose limit no new request is taken until the relay catches up.
 
 mod request;
+mod servers;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tiny_http::{Request, Server};
+use tiny_http::Request;
 
 use crate::msg::{BACKLOG_LIMIT, Backlog, Msg};
 use crate::{info, warn};
+use servers::{Incoming, Servers};
 
 /// Reader threads at most, the waiting one included. Past this, a request that would need one
 /// is answered 503 and its connection given up (see `request::cut_off`).
 pub const MAX_READERS: usize = 64;
-/// How often the listener looks for a stop or a dead accept thread while no request comes.
-const POLL: Duration = Duration::from_millis(500);
+/// How often the listener looks for a dead accept thread while no request comes.
+const POLL: Duration = Duration::from_secs(1);
 /// Pause before starting a new server, doubling up to the cap while it fails.
 const RESTART_PAUSE: Duration = Duration::from_millis(50);
 const RESTART_PAUSE_CAP: Duration = Duration::from_secs(1);
@@ -51,22 +53,12 @@ static ACCEPT_PANICKED: AtomicBool = AtomicBool::new(false);
 /// What the listener thread, its readers and the relay's handle share.
 struct Shared {
     stop: AtomicBool,
-    /// The server now serving, for `unblock()`; replaced when a dead one is restarted.
-    server: Mutex<Arc<Server>>,
+    servers: Arc<Servers>,
     tx: Sender<Msg>,
     backlog: Backlog,
     max_body_bytes: u64,
     readers: AtomicUsize,
     max_readers: usize,
-}
-
-impl Shared {
-    fn server(&self) -> Arc<Server> {
-        self.server
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 /// The running listener, as the relay holds it.
@@ -96,11 +88,12 @@ impl Listener {
     ) -> Result<Listener, String> {
         crate::sys::raise_fd_limit();
         watch_accept_panics();
-        let spare = socket.try_clone().map_err(|e| e.to_string())?;
-        let server = Server::from_listener(socket, None).map_err(|e| e.to_string())?;
+        let (incoming, requests) = mpsc::channel();
+        let servers = Arc::new(Servers::new(socket, incoming));
+        servers.start()?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
-            server: Mutex::new(Arc::new(server)),
+            servers,
             tx,
             backlog,
             max_body_bytes,
@@ -110,7 +103,7 @@ impl Listener {
         let serving = shared.clone();
         let thread = std::thread::Builder::new()
             .name("listener".to_string())
-            .spawn(move || serve(&serving, &spare))
+            .spawn(move || serve(&serving, &requests))
             .map_err(|e| e.to_string())?;
         Ok(Listener { shared, thread })
     }
@@ -118,7 +111,7 @@ impl Listener {
     /// Stops taking requests; the thread sends `Msg::ListenerClosed` and ends.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
-        self.shared.server().unblock();
+        self.shared.servers.stop();
     }
 
     /// Waits for the thread if it has ended; never blocks on one that has not.
@@ -145,26 +138,32 @@ fn watch_accept_panics() {
     }));
 }
 
-fn serve(shared: &Arc<Shared>, socket: &TcpListener) {
+fn serve(shared: &Arc<Shared>, requests: &Receiver<Incoming>) {
     let (reader, work) = mpsc::sync_channel(0);
     let mut waiting = start_reader(shared, work).then_some(reader);
-    let mut pause = RESTART_PAUSE;
+    let mut restarts = Restarts::default();
     while !shared.stop.load(Ordering::Acquire) {
-        let server = shared.server();
-        let request = match server.recv_timeout(POLL) {
-            Ok(Some(request)) => request,
-            Ok(None) => {
+        let wait = restarts.due.map_or(POLL, |at| {
+            at.saturating_duration_since(Instant::now()).min(POLL)
+        });
+        let request = match requests.recv_timeout(wait) {
+            Ok(Incoming::Request(request)) => {
+                restarts.served();
+                request
+            }
+            Ok(Incoming::AcceptFailed(why)) => {
+                restarts.failed(&why);
+                continue;
+            }
+            Ok(Incoming::Wake) | Err(RecvTimeoutError::Timeout) => {
                 if ACCEPT_PANICKED.swap(false, Ordering::AcqRel) {
-                    restart(shared, socket, "its accept thread panicked", &mut pause);
+                    restarts.failed("its accept thread panicked");
                 }
+                restarts.run_if_due(&shared.servers);
                 continue;
             }
-            Err(e) => {
-                restart(shared, socket, &e.to_string(), &mut pause);
-                continue;
-            }
+            Err(RecvTimeoutError::Disconnected) => break,
         };
-        pause = RESTART_PAUSE;
         // The relay is behind (a slow stdout): leave bodies in their sockets until it catches up.
         while shared.backlog.load(Ordering::Acquire) >= BACKLOG_LIMIT
             && !shared.stop.load(Ordering::Acquire)
@@ -228,17 +227,23 @@ fn start_reader(shared: &Arc<Shared>, work: Receiver<Request>) -> bool {
 /// Answers one request and tells the relay. A panic (a bug, or tiny_http's) costs only this
 /// request: it is counted as refused and the thread goes on.
 fn answer(shared: &Shared, request: Request) {
+    let told = AtomicBool::new(false);
+    let tell = |msg: Msg| {
+        told.store(true, Ordering::Relaxed);
+        if let Msg::Post(parsed) = &msg {
+            shared
+                .backlog
+                .fetch_add(parsed.batch.footprint(), Ordering::Release);
+        }
+        let _ = shared.tx.send(msg);
+    };
     let max = shared.max_body_bytes;
-    let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        request::handle(request, max)
-    }))
-    .unwrap_or(Msg::Refused);
-    if let Msg::Post(parsed) = &msg {
-        shared
-            .backlog
-            .fetch_add(parsed.batch.footprint(), Ordering::Release);
+    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        request::handle(request, max, &tell)
+    }));
+    if handled.is_err() && !told.load(Ordering::Relaxed) {
+        let _ = shared.tx.send(Msg::Refused);
     }
-    let _ = shared.tx.send(msg);
 }
 
 fn warn_busy() {
@@ -251,27 +256,49 @@ fn warn_busy() {
     }
 }
 
-/// Starts a new server on our handle of the socket, retrying while that fails. `pause` grows
-/// across restarts until a request comes through, so a lasting shortage is not a busy loop.
-fn restart(shared: &Shared, socket: &TcpListener, why: &str, pause: &mut Duration) {
-    warn!("the telemetry listener stopped accepting ({why}); starting it again");
-    while !shared.stop.load(Ordering::Acquire) {
-        let started = socket
-            .try_clone()
-            .map_err(|e| e.to_string())
-            .and_then(|s| Server::from_listener(s, None).map_err(|e| e.to_string()));
-        match started {
-            Ok(server) => {
-                *shared.server.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(server);
+/// When to start a new server after an accept thread failed: soon after the first failure,
+/// then with a pause that doubles while they keep failing, so that a lasting shortage of
+/// descriptors is not a busy loop. The listener never sleeps for it: it waits on its channel
+/// until the restart is due, serving the servers still alive meanwhile.
+#[derive(Default)]
+struct Restarts {
+    due: Option<Instant>,
+    pause: Option<Duration>,
+}
+
+impl Restarts {
+    fn failed(&mut self, why: &str) {
+        if self.due.is_none() {
+            warn!("the telemetry listener stopped accepting ({why}); starting it again");
+            let pause = self.pause.unwrap_or(RESTART_PAUSE);
+            self.due = Some(Instant::now() + pause);
+        }
+    }
+
+    /// A request came through: once no restart is pending, the next failure is a new one.
+    fn served(&mut self) {
+        if self.due.is_none() {
+            self.pause = None;
+        }
+    }
+
+    fn run_if_due(&mut self, servers: &Arc<Servers>) {
+        let Some(due) = self.due else {
+            return;
+        };
+        if Instant::now() < due {
+            return;
+        }
+        let pause = self
+            .pause
+            .map_or(RESTART_PAUSE, |p| (p * 2).min(RESTART_PAUSE_CAP));
+        self.pause = Some(pause);
+        match servers.start() {
+            Ok(()) => {
                 info!("the telemetry listener is accepting again");
-                std::thread::sleep(*pause);
-                *pause = (*pause * 2).min(RESTART_PAUSE_CAP);
-                return;
+                self.due = None;
             }
-            Err(_) => {
-                std::thread::sleep(*pause);
-                *pause = (*pause * 2).min(RESTART_PAUSE_CAP);
-            }
+            Err(_) => self.due = Some(Instant::now() + pause),
         }
     }
 }

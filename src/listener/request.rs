@@ -41,28 +41,31 @@ pub fn is_buffered(request: &Request) -> bool {
     }
 }
 
-/// Answers one request; returns what the relay must hear of it.
-pub fn handle(mut request: Request, max_body_bytes: u64) -> Msg {
+/// Answers one request and tells the relay what it must hear of it, before any answer that
+/// drains an unread body (which can block for as long as the client likes).
+pub fn handle(mut request: Request, max_body_bytes: u64, tell: &dyn Fn(Msg)) {
     if request.url() != "/" && !request.url().starts_with("/?") {
+        tell(Msg::Refused);
         let _ = request.respond(Response::empty(404));
-        return Msg::Refused;
+        return;
     }
     if *request.method() != Method::Post {
+        tell(Msg::Refused);
         let response = Response::empty(405);
         let _ = request.respond(match Header::from_bytes("Allow", "POST") {
             Ok(h) => response.with_header(h),
             Err(()) => response,
         });
-        return Msg::Refused;
+        return;
     }
     let declared = request.body_length().map(|n| n as u64);
     if declared.is_some_and(|n| n > max_body_bytes) {
-        return refuse(request, declared);
+        return refuse(request, declared, tell);
     }
     let limit = declared.unwrap_or(max_body_bytes);
     let (body, read) = read_body(request.as_reader(), limit, max_body_bytes);
     if body.len() as u64 > max_body_bytes {
-        return refuse(request, None);
+        return refuse(request, None, tell);
     }
     if let Err(e) = read {
         // The sender hung up mid-body: nobody is waiting for an answer. Keep what came.
@@ -73,7 +76,7 @@ pub fn handle(mut request: Request, max_body_bytes: u64) -> Msg {
     if let Some(problem) = &parsed.problem {
         warn_once(problem);
     }
-    Msg::Post(parsed)
+    tell(Msg::Post(parsed));
 }
 
 /// Reads up to `max + 1` bytes (one more shows the body is over the cap). The buffer grows
@@ -129,13 +132,13 @@ fn read_body(reader: &mut dyn Read, expected: u64, max: u64) -> (Vec<u8>, std::i
 }
 
 /// 413, and tell the relay. A body declared too large to drain safely is not dropped.
-fn refuse(request: Request, declared: Option<u64>) -> Msg {
+fn refuse(request: Request, declared: Option<u64>, tell: &dyn Fn(Msg)) {
+    tell(Msg::Oversize { declared });
     if declared.is_some_and(|n| n > DRAIN_LIMIT) {
         give_up(request, 413);
     } else {
         let _ = request.respond(Response::empty(413));
     }
-    Msg::Oversize { declared }
 }
 
 /// 503 without reading the body, for a request no reader is left for.

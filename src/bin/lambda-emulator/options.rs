@@ -19,6 +19,12 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --inject FILE           after invocation 1, POST FILE's bytes to the extension's listener (repeatable)
   --inject-bytes N        after invocation 1, POST a body of N bytes
   --inject-deep N         after invocation 1, POST an array nested N deep
+  --attack NAME           after invocation 1, attack the extension's listener as a hostile local client
+                          (repeatable): huge-length, overflow-length, stall-body, stall-413,
+                          hold:N (N idle connections, closed after invocation 2), big-header:BYTES,
+                          tiny-events:BYTES; stalled connections stay open until the end
+  --nofile N              start the extension with an open-file limit of N (soft and hard),
+                          as Lambda's 1024
   --blast FILE            after invocation 1, POST a 1000-event batch built from FILE's events
                           --blast-posts times (default 50), timed until every event is printed
                           (needs TELEMETRY_RELAY_STDOUT_FORMAT=json: one line per event)
@@ -54,6 +60,8 @@ pub struct Options {
     pub inject: Vec<String>,
     pub inject_bytes: Option<usize>,
     pub inject_deep: Option<usize>,
+    pub attacks: Vec<crate::attack::Attack>,
+    pub nofile: Option<u64>,
     pub blast: Option<String>,
     pub blast_posts: usize,
     pub wait_relay: bool,
@@ -99,6 +107,8 @@ impl Options {
                 "--inject" => o.inject.push(value()?),
                 "--inject-bytes" => o.inject_bytes = Some(number(value()?)? as usize),
                 "--inject-deep" => o.inject_deep = Some(number(value()?)? as usize),
+                "--attack" => o.attacks.push(crate::attack::Attack::parse(&value()?)?),
+                "--nofile" => o.nofile = Some(number(value()?)?),
                 "--blast" => o.blast = Some(value()?),
                 "--blast-posts" => o.blast_posts = number(value()?)? as usize,
                 "--wait-relay" => o.wait_relay = true,

@@ -71,11 +71,23 @@ impl Extension {
     pub fn spawn(
         path: &str,
         env: &[(String, String)],
+        nofile: Option<u64>,
         on_line: OnLine,
         on_exit: Box<dyn FnOnce() + Send>,
     ) -> std::io::Result<Extension> {
         let started = Instant::now();
-        let mut child = Command::new(path)
+        // An open-file limit is set by a shell that then becomes the extension (same pid).
+        let mut command = match nofile {
+            Some(n) => {
+                let mut sh = Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\""))
+                    .arg(path);
+                sh
+            }
+            None => Command::new(path),
+        };
+        let mut child = command
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -140,6 +152,20 @@ impl Extension {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
+    }
+
+    /// `Threads` and `VmRSS` (KiB) from `/proc/PID/status` now.
+    pub fn threads_and_rss(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (field("Threads:"), field("VmRSS:"))
     }
 
     /// Peak RSS in KiB and CPU time in ms, as sampled.

@@ -87,6 +87,7 @@ pub fn run(options: &Options) -> Result<Value, String> {
     let mut ext = Extension::spawn(
         &options.extension,
         &environment(options, &address.to_string()),
+        options.nofile,
         on_line,
         Box::new(move || closing.close()),
     )
@@ -102,6 +103,7 @@ pub fn run(options: &Options) -> Result<Value, String> {
         nonce,
         report: json!({"extension": options.extension, "lmi": options.lmi, "post_runtime_ms": [], "invokes": [],
             "backend_had_invoke_before_next": []}),
+        held: Vec::new(),
     };
     if run.init(init_type) {
         run.invocations();
@@ -153,6 +155,8 @@ struct Run<'a> {
     output: &'a Output,
     nonce: u64,
     report: Value,
+    /// Connections hostile clients left open: (closed after the next invocation?, streams).
+    held: Vec<(bool, Vec<std::net::TcpStream>)>,
 }
 
 impl Run<'_> {
@@ -222,7 +226,12 @@ impl Run<'_> {
             }
             if i == 1 {
                 self.inject();
+                self.attack();
                 self.blast();
+            }
+            if i == 2 {
+                // `hold` connections end here, so the next invocation shows the recovery.
+                self.held.retain(|(early, _)| !early);
             }
             if o.timeout_invoke == Some(i) {
                 self.report["shutdown_reason"] = json!("timeout");
@@ -385,6 +394,28 @@ impl Run<'_> {
             results.push(json!({"name": name, "outcome": outcome}));
         }
         self.report["injections"] = json!(results);
+    }
+
+    /// Hostile local clients (see `attack`); what each saw, and the extension's threads and
+    /// RSS once they are all under way.
+    fn attack(&mut self) {
+        let o = self.options;
+        let Some(sub) = self.telemetry.subscription() else {
+            return;
+        };
+        let mut results = Vec::new();
+        for attack in &o.attacks {
+            let outcome = crate::attack::run(attack, sub.port);
+            say(o, &format!("attack {}: {}", attack.name(), outcome.seen));
+            results.push(json!({"name": attack.name(), "outcome": outcome.seen}));
+            self.held.push((attack.releases_early(), outcome.open));
+        }
+        if !o.attacks.is_empty() {
+            self.ext.sample();
+            let (threads, rss_kb) = self.ext.threads_and_rss();
+            self.report["attacks"] =
+                json!({"results": results, "threads": threads, "rss_kb": rss_kb});
+        }
     }
 
     /// Throughput of the extension's listener and stdout: full batches, back to back.
