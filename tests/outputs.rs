@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{Run, without_own_echoes};
+use support::{Run, fixture, without_own_echoes};
 
 const URL: &str = "TELEMETRY_RELAY_HTTP_URL={backend}/ingest";
 
@@ -278,6 +278,60 @@ fn an_https_url_speaks_tls_and_a_failed_handshake_is_only_counted() {
     run.check(
         run.stdout().len() as u64 == without_own_echoes(&run.delivered()).len() as u64,
         "stdout unharmed",
+    );
+    run.assert_clean_exit();
+}
+
+#[test]
+fn late_events_are_sent_while_shutdown_waits_for_a_lost_report() {
+    // The last report never comes, so the SHUTDOWN wait runs to the deadline's margin; the
+    // final batch (after SHUTDOWN) must still reach a healthy backend meanwhile.
+    let run = run("healthy", &["--drop-last-report", "--shutdown-ms", "1500"]);
+    assert_each_event_accepted_once(&run);
+    run.check(
+        run.counter("reports_missing") == 1,
+        "the lost report is counted",
+    );
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_flood_against_a_hanging_backend_counts_each_event_once() {
+    // Before: drops were counted from the start of the request in flight, twice for events
+    // evicted meanwhile (22,549 events reported as dropped=43970).
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--backend",
+        "hang",
+        "--blast",
+        &fixture("ondemand-warm-invokes.json"),
+        "--blast-posts",
+        "20",
+        "--env",
+        URL,
+        "--env",
+        "TELEMETRY_RELAY_HTTP_TIMEOUT_MS=200",
+        "--env",
+        "TELEMETRY_RELAY_BUFFER_BYTES=262144",
+        "--env",
+        "TELEMETRY_RELAY_STDOUT_FORMAT=json",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    let line = run
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("INFO output http:"))
+        .unwrap_or_default();
+    let n = |name: &str| output_counter(&run, name);
+    run.check(
+        n("received") == n("sent") + n("dropped") + n("rejected"),
+        &format!("received = sent + dropped + rejected: {line}"),
+    );
+    run.check(
+        n("received") == run.counter("events"),
+        &format!("the HTTP output carries every event once: {line}"),
     );
     run.assert_clean_exit();
 }

@@ -49,3 +49,49 @@ fn a_second_sigterm_ends_the_wait() {
         "the second SIGTERM is reported",
     );
 }
+
+#[test]
+fn a_stalled_stderr_does_not_hold_shutdown() {
+    // Our stderr is a full pipe nobody reads. Before, the SHUTDOWN line blocked the lifecycle
+    // thread until the SIGKILL; now only the log writer waits.
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--stall-stderr",
+        "--env",
+        "TELEMETRY_RELAY_LOG=debug",
+    ]);
+    run.assert_clean_exit();
+    run.check(
+        run.stdout()
+            .iter()
+            .any(|l| l.contains("invoke 2 line 1 marker")),
+        "relaying went on",
+    );
+}
+
+#[test]
+fn a_second_sigterm_before_shutdown_still_drains_and_reports() {
+    // Before, the relay called exit(0) itself: no drain, no final EMF counters.
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--term-twice-early",
+        "--env",
+        "TELEMETRY_RELAY_EMF=on",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    run.check(
+        run.report["exited_before_shutdown"] == true,
+        "it exited on the signals alone",
+    );
+    run.check(run.report["exit_code"] == 0, "exit code 0");
+    run.check(
+        run.stdout()
+            .iter()
+            .any(|l| l.contains("\"EventsReceived\"")),
+        "the final EMF counters were written",
+    );
+    run.check(run.counter("invokes") == 2, "the summary was printed");
+}

@@ -25,6 +25,9 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
                           tiny-events:BYTES; stalled connections stay open until the end
   --nofile N              start the extension with an open-file limit of N (soft and hard),
                           as Lambda's 1024
+  --stall-stderr          give the extension a stderr pipe that is full and never read
+  --term-twice-early      after the last invocation, SIGTERM twice before any SHUTDOWN; SHUTDOWN
+                          is sent only if the extension has not exited within the budget
   --blast FILE            after invocation 1, POST a 1000-event batch built from FILE's events
                           --blast-posts times (default 50), timed until every event is printed
                           (needs TELEMETRY_RELAY_STDOUT_FORMAT=json: one line per event)
@@ -62,6 +65,8 @@ pub struct Options {
     pub inject_deep: Option<usize>,
     pub attacks: Vec<crate::attack::Attack>,
     pub nofile: Option<u64>,
+    pub stall_stderr: bool,
+    pub term_twice_early: bool,
     pub blast: Option<String>,
     pub blast_posts: usize,
     pub wait_relay: bool,
@@ -109,6 +114,8 @@ impl Options {
                 "--inject-deep" => o.inject_deep = Some(number(value()?)? as usize),
                 "--attack" => o.attacks.push(crate::attack::Attack::parse(&value()?)?),
                 "--nofile" => o.nofile = Some(number(value()?)?),
+                "--stall-stderr" => o.stall_stderr = true,
+                "--term-twice-early" => o.term_twice_early = true,
                 "--blast" => o.blast = Some(value()?),
                 "--blast-posts" => o.blast_posts = number(value()?)? as usize,
                 "--wait-relay" => o.wait_relay = true,

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which pipe a line came from.
@@ -27,6 +27,8 @@ pub struct Extension {
     exited: Receiver<(ExitStatus, Instant)>,
     readers: Vec<std::thread::JoinHandle<()>>,
     usage: Arc<Usage>,
+    /// The read end of a stalled stderr, kept open and never read.
+    _stalled: Option<std::io::PipeReader>,
 }
 
 /// The highest figures sampled while the process ran.
@@ -72,6 +74,7 @@ impl Extension {
         path: &str,
         env: &[(String, String)],
         nofile: Option<u64>,
+        stall_stderr: bool,
         on_line: OnLine,
         on_exit: Box<dyn FnOnce() + Send>,
     ) -> std::io::Result<Extension> {
@@ -87,12 +90,21 @@ impl Extension {
             }
             None => Command::new(path),
         };
+        // A stalled stderr: a pipe filled to capacity whose read end is kept and never read.
+        let (stderr, stalled) = if stall_stderr {
+            let (reader, mut writer) = std::io::pipe()?;
+            let capacity = 65536; // Linux's default pipe size
+            std::io::Write::write_all(&mut writer, &vec![b'.'; capacity])?;
+            (Stdio::from(writer), Some(reader))
+        } else {
+            (Stdio::piped(), None)
+        };
         let mut child = command
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()?;
         let pid = child.id();
         let mut readers = Vec::new();
@@ -125,6 +137,7 @@ impl Extension {
             exited,
             readers,
             usage,
+            _stalled: stalled,
         })
     }
 
@@ -206,6 +219,8 @@ fn read_lines(
 pub struct Output {
     pub stdout: Mutex<Vec<String>>,
     pub stderr: Mutex<Vec<String>>,
+    /// Notified on every line, for waits on what the extension printed.
+    changed: Condvar,
 }
 
 impl Output {
@@ -218,6 +233,26 @@ impl Output {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(line.to_string());
+        self.changed.notify_all();
+    }
+
+    /// Waits until `done` holds for the stdout lines so far, or `until`; whether it held.
+    pub fn wait_stdout(&self, until: Instant, done: impl Fn(&[String]) -> bool) -> bool {
+        let mut lines = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if done(&lines) {
+                return true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = self
+                .changed
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {

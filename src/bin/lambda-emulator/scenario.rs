@@ -88,6 +88,7 @@ pub fn run(options: &Options) -> Result<Value, String> {
         &options.extension,
         &environment(options, &address.to_string()),
         options.nofile,
+        options.stall_stderr,
         on_line,
         Box::new(move || closing.close()),
     )
@@ -446,9 +447,8 @@ impl Run<'_> {
             let _ = agent.post(&url).send(body.as_bytes());
         }
         let until = started + Duration::from_secs(60);
-        while self.output.stdout_len() < expected && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.output
+            .wait_stdout(until, |lines| lines.len() >= expected);
         let seconds = started.elapsed().as_secs_f64();
         let events = self.output.stdout_len().saturating_sub(before);
         self.report["blast"] = json!({"events": events, "expected": expected - before, "bytes_per_post": body.len(),
@@ -469,6 +469,16 @@ impl Run<'_> {
         let budget = Duration::from_millis(o.shutdown_ms);
         let deadline = Instant::now() + budget;
         let sent = Instant::now();
+        if o.term_twice_early {
+            self.ext.signal("TERM");
+            self.ext.signal("TERM");
+            if let Some((status, _)) = self.ext.wait_exit(budget) {
+                self.report["exit_code"] = json!(status.code());
+                self.report["exited_before_shutdown"] = json!(true);
+                self.report["killed"] = json!(false);
+                return;
+            }
+        }
         if o.sigterm_twice {
             self.ext.signal("TERM");
         }
@@ -528,17 +538,11 @@ impl Run<'_> {
                     .map(|m| m.chars().take_while(|c| *c != '\\' && *c != '"').collect())
             })
             .collect();
-        while Instant::now() < until {
-            let stdout = self.output.stdout_lines();
-            if markers
+        self.output.wait_stdout(until, |stdout| {
+            markers
                 .iter()
                 .all(|m| stdout.iter().any(|l| l.contains(m.as_str())))
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
+        })
     }
 }
 
