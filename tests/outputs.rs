@@ -215,7 +215,17 @@ fn flush_reports(run: &Run) -> Vec<u64> {
 
 #[test]
 fn flushing_at_the_end_sends_each_invocation_before_its_next() {
-    let run = run("healthy", &["--env", "TELEMETRY_RELAY_FLUSH=end"]);
+    // A budget no debug build can overrun (the invocation's deadline is 3 s), so the
+    // ordering checked is never lost to a slow machine.
+    let run = run(
+        "healthy",
+        &[
+            "--env",
+            "TELEMETRY_RELAY_FLUSH=end",
+            "--env",
+            "TELEMETRY_RELAY_FLUSH_BUDGET_MS=2000",
+        ],
+    );
     run.check(
         run.report["backend_had_invoke_before_next"] == serde_json::json!([true, true, true]),
         "each invocation's lines were accepted before the /next that ended it",

@@ -213,7 +213,16 @@ fn stdout_none_prints_nothing() {
         "TELEMETRY_RELAY_STDOUT_FORMAT=none",
         "--env",
         ALL_TYPES,
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
     ]);
     run.check(run.stdout().is_empty(), "nothing on stdout");
+    let delivered = run.delivered().len() as u64;
+    run.check(delivered > 0, "the platform delivered events");
+    run.check(
+        run.counter("events") == delivered,
+        "every delivered event was received",
+    );
+    run.check(run.counter("relayed") == 0, "and none was written");
     run.assert_clean_exit();
 }

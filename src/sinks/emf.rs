@@ -419,7 +419,19 @@ mod tests {
     fn lmi_sparse_reports_carry_only_what_they_have() {
         let docs = documents("lmi.json");
         docs.iter().for_each(assert_valid);
-        for doc in docs.iter().filter(|d| d.get("Invocations").is_some()) {
+        let invocations: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d.get("Invocations").is_some())
+            .collect();
+        let fixture = parse(include_bytes!("../../tests/fixtures/lmi.json").to_vec());
+        let reports = fixture
+            .batch
+            .events()
+            .filter(|e| e.kind == Kind::Report)
+            .count();
+        assert!(reports >= 2);
+        assert_eq!(invocations.len(), reports, "one document per report");
+        for doc in invocations {
             let names = names(doc);
             for absent in ["BilledDuration", "MemorySize", "MaxMemoryUsed", "ColdStart"] {
                 assert!(!names.contains(&absent.to_string()), "{absent} in {doc}");

@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +25,20 @@ const GUARD: Duration = Duration::from_secs(120);
 /// The path of a file in `tests/fixtures/`.
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Kills a process group when dropped: the emulator and the extension it started, so a test
+/// that fails or times out never leaves either behind.
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.0))
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// One emulated environment lifetime and what the emulator reported of it.
@@ -45,7 +60,9 @@ impl Run {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
+        // Its own process group, which the extension joins: a guard can kill both.
         let mut child = Command::new(EMULATOR)
+            .process_group(0)
             .args(args)
             .arg("--quiet")
             .arg("--json")
@@ -56,6 +73,7 @@ impl Run {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start lambda-emulator");
+        let guard = GroupGuard(child.id());
         let mut stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -66,11 +84,13 @@ impl Run {
         let emulator_stderr = match rx.recv_timeout(GUARD) {
             Ok(text) => text,
             Err(_) => {
-                let _ = child.kill();
+                drop(guard);
+                let _ = child.wait();
                 panic!("lambda-emulator {args:?} did not finish within {GUARD:?}");
             }
         };
         let status = child.wait().unwrap();
+        drop(guard);
         let report = std::fs::read_to_string(&report_path)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
@@ -218,16 +238,18 @@ pub fn text_line(event: &Value) -> String {
 }
 
 /// Runs `tests/validate/<script>` from `make test`'s venv over `input`, failing `run` with its
-/// output unless it passes. Returns `false` (and says so) if the venv is not installed.
+/// output unless it passes. Without the venv: a failure under `CI=true`, else `false` and a
+/// loud skip.
 pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
     static N: AtomicU32 = AtomicU32::new(0);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("target/py/bin/python");
     if !python.exists() {
-        eprintln!(
-            "SKIPPED ({script}): {} missing; `make test` installs it",
-            python.display()
-        );
+        let why = format!("{} missing; `make test` installs it", python.display());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{script} cannot run under CI=true: {why}");
+        }
+        eprintln!("SKIPPED ({script}): {why}; under CI=true this fails");
         return false;
     }
     let file = std::env::temp_dir().join(format!(
