@@ -2,7 +2,7 @@
 # rustup targets and components, Debian packages, and AWS's RIE from the aws-sam-cli wheel.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
-.PHONY: run test layer bench clean tools musl-x86 musl-arm rie pydeps
+.PHONY: run test fuzz layer bench clean tools musl-x86 musl-arm rie pydeps
 
 X86 := x86_64-unknown-linux-musl
 ARM := aarch64-unknown-linux-musl
@@ -63,14 +63,22 @@ test: tools musl-x86 rie pydeps
 	cargo test -- --skip under_aws_rie
 	cargo test --test rie -- --nocapture
 
-# The extension under the local Lambda emulator, showing what it relays (its stdout) and
-# its own messages. Pass more emulator switches with RUN_ARGS, e.g. RUN_ARGS="--lmi".
+# The parser and every encoder, fuzzed (src/fuzz.rs): FUZZ_ITERATIONS inputs per target in a
+# release build; `make test` runs 2,000 of each.
+FUZZ_ITERATIONS ?= 1000000
+fuzz:
+	FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) cargo test --release --bin telemetry-relay fuzz:: -- --nocapture
+
+# The extension as shipped (static musl release build) under the local Lambda emulator,
+# showing what it relays (its stdout) and its own messages. Pass more emulator switches with
+# RUN_ARGS, e.g. RUN_ARGS="--lmi".
 RUN_ARGS ?=
-run:
-	cargo build --bins
-	./target/debug/lambda-emulator --invokes 3 --other-extension \
+run: musl-x86
+	cargo build --release --target $(X86) --bin telemetry-relay
+	cargo build --release --bin lambda-emulator
+	./target/release/lambda-emulator --invokes 3 --other-extension \
 	  --env TELEMETRY_RELAY_TYPES=platform,function,extension --env TELEMETRY_RELAY_LOG=info \
-	  $(RUN_ARGS) target/debug/telemetry-relay
+	  $(RUN_ARGS) $(X86_BIN)
 
 # Static musl binaries for both architectures, zipped as Lambda layers
 # (extensions/telemetry-relay, mode 755). The arm64 binary must start and run a full

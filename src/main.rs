@@ -18,6 +18,8 @@ mod by_request;
 mod config;
 mod counters;
 mod delivery;
+#[cfg(test)]
+mod fuzz;
 mod lambda;
 mod listener;
 mod log;

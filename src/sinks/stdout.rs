@@ -38,11 +38,7 @@ impl StdoutSink {
         self.buffer.clear();
         let mut written = 0;
         for event in events {
-            match self.format {
-                StdoutFormat::Json => compact_into(event.raw, &mut self.buffer),
-                _ => render_text(&event, &mut self.buffer),
-            }
-            self.buffer.push(b'\n');
+            render(self.format, &event, &mut self.buffer);
             written += 1;
         }
         if written == 0 {
@@ -65,6 +61,15 @@ pub fn write_lines(lines: &[u8], guard: Option<&mut EchoGuard>) -> io::Result<()
     let mut out = io::stdout().lock();
     out.write_all(lines)?;
     out.flush()
+}
+
+/// One event as one line of `format`, with its `\n`.
+pub fn render(format: StdoutFormat, event: &Event, out: &mut Vec<u8>) {
+    match format {
+        StdoutFormat::Json => compact_into(event.raw, out),
+        _ => render_text(event, out),
+    }
+    out.push(b'\n');
 }
 
 /// One event as a readable line (without its final `\n`).

@@ -133,12 +133,12 @@ impl Telemetry {
     }
 
     /// Every event produced (subscribed or not), every POST made, and how many were never sent.
-    pub fn results(&self) -> (Vec<Emitted>, Vec<Post>, usize) {
+    pub fn results(&self) -> (Vec<Emitted>, Vec<Post>, Vec<Emitted>) {
         let inner = self.lock();
         (
             inner.produced.clone(),
             inner.posts.clone(),
-            inner.pending.len(),
+            inner.pending.iter().cloned().collect(),
         )
     }
 

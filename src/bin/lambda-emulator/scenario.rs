@@ -138,7 +138,15 @@ pub fn run(options: &Options) -> Result<Value, String> {
             .map(|p| json!({"outcome": p.outcome, "events": p.events}))
             .collect::<Vec<_>>()
     );
-    report["undelivered"] = json!(undelivered);
+    report["undelivered"] = json!(undelivered.len());
+    // Events still queued when the extension exited: typically its own last lines (the
+    // shutdown summary), written after the last delivery. Lambda cannot deliver those either.
+    report["undelivered_events"] = json!(
+        undelivered
+            .iter()
+            .map(|e| describe(&e.json))
+            .collect::<Vec<_>>()
+    );
     report["backend"] = test_backend
         .as_ref()
         .map_or(Value::Null, backend::Backend::report);
@@ -630,7 +638,7 @@ pub fn summary(report: &Value) -> String {
     });
     format!(
         "lambda-emulator: init {} ms; post-runtime {} ms; SHUTDOWN to exit {} ms (exit code {}, killed {}); \
-         peak RSS {} KiB; CPU {} ms; {} events delivered in {} POSTs, {} never delivered",
+         peak RSS {} KiB; CPU {} ms; {} events delivered in {} POSTs, {} never delivered{}",
         report["init_ms"],
         report["post_runtime_ms"],
         report["shutdown_to_exit_ms"],
@@ -640,6 +648,34 @@ pub fn summary(report: &Value) -> String {
         report["cpu_ms"],
         delivered,
         posts,
-        report["undelivered"]
+        report["undelivered"],
+        never_delivered(report)
+    )
+}
+
+/// An event as `type "start of its record"`.
+fn describe(json: &str) -> String {
+    let event: Value = serde_json::from_str(json).unwrap_or_default();
+    let record: String = match &event["record"] {
+        Value::String(text) => text.chars().take(60).collect(),
+        other => other.to_string().chars().take(60).collect(),
+    };
+    format!("{} {record:?}", event["type"].as_str().unwrap_or("?"))
+}
+
+/// What the undelivered events were, for the summary line.
+fn never_delivered(report: &Value) -> String {
+    let events = report["undelivered_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if events.is_empty() {
+        return String::new();
+    }
+    let described: Vec<&str> = events.iter().take(3).filter_map(Value::as_str).collect();
+    format!(
+        " ({}: still queued when the extension exited, as its own last lines are; Lambda \
+         cannot deliver those either)",
+        described.join("; ")
     )
 }

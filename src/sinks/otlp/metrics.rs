@@ -214,7 +214,8 @@ impl Encoder for Metrics {
             },
             _ => return false,
         }
-        self.widen(time_ms(event.time_text()));
+        // A report without a readable time still counts: it is stamped when it is read.
+        self.widen(Some(time_ms(event.time_text()).unwrap_or_else(now_ms)));
         true
     }
 
@@ -274,7 +275,7 @@ impl Encoder for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::otlp::tests_support::{common, encode};
+    use crate::sinks::otlp::tests_support::{common, encode, encode_body};
 
     fn metrics(fixture: &str) -> Vec<Value> {
         let body = encode(&mut Metrics::new(common()), fixture);
@@ -358,5 +359,26 @@ mod tests {
             "1"
         );
         assert!(find(&m, "faas.init_duration").is_some());
+    }
+
+    #[test]
+    fn a_report_without_a_readable_time_still_makes_a_request() {
+        // Found by the fuzzer: the request said it carried the report, and its body was empty.
+        let mut encoder = Metrics::new(common());
+        let body = encode_body(
+            &mut encoder,
+            br#"[{"time":[],"type":"platform.report","record":{"requestId":"r","metrics":{"durationMs":5}}}]"#
+                .to_vec(),
+        );
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            find(
+                request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+                    .as_array()
+                    .unwrap(),
+                "faas.invoke_duration"
+            )
+            .is_some()
+        );
     }
 }

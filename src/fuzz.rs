@@ -1,0 +1,338 @@
+//! Fuzzing the POST body parser and every encoder, with this toolchain (no nightly, no
+//! `cargo fuzz`): a mutational fuzzer seeded with the fixtures, plus generated event arrays
+//! that reach the encoders' deeper paths (known types, odd field types, extreme numbers).
+//!
+//! Properties: nothing panics; the parser never reports an event whose pieces are not the
+//! JSON they claim to be; every encoder's output is valid JSON (NDJSON and EMF line by line,
+//! OTLP bodies whole, stdout's `json` lines), and EMF lines carry `_aws`.
+//!
+//! `FUZZ_ITERATIONS` sets the inputs per target (default 2,000, what `make test` runs);
+//! `make fuzz` runs 1,000,000 per target in a release build and prints the counts.
+
+use serde::de::IgnoredAny;
+
+use crate::config::{Config, StdoutFormat};
+use crate::sinks::{self, stdout};
+use crate::telemetry::batch::{Batch, parse};
+
+/// xorshift64*: fast, and deterministic from its seed, so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\u",
+    "\\ud800",
+    "null",
+    "true",
+    "1e300",
+    "-1",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "0.5",
+    "\"platform.report\"",
+    "\"platform.start\"",
+    "\"function\"",
+    "\"extension\"",
+    "\"record\"",
+    "\"type\"",
+    "\"time\"",
+    "\"requestId\"",
+    "\"metrics\"",
+    "\"durationMs\"",
+    "\"spans\"",
+    "\"\u{fffd}\"",
+    "\u{0}",
+];
+
+const TYPES: &[&str] = &[
+    "platform.initStart",
+    "platform.initRuntimeDone",
+    "platform.initReport",
+    "platform.restoreStart",
+    "platform.restoreReport",
+    "platform.start",
+    "platform.runtimeDone",
+    "platform.report",
+    "platform.extension",
+    "platform.telemetrySubscription",
+    "platform.logsDropped",
+    "function",
+    "extension",
+    "platform.fault",
+];
+
+const VALUES: &[&str] = &[
+    "null",
+    "true",
+    "0",
+    "-1",
+    "1e300",
+    "-1e300",
+    "1.5",
+    "9007199254740993",
+    "18446744073709551615",
+    "\"\"",
+    "\"x\"",
+    "\"2026-03-14T09:21:07.124Z\"",
+    "\"9999-12-31T23:59:59.999+14:00\"",
+    "\"0000-01-01T00:00:00Z\"",
+    "1773480067124",
+    "[]",
+    "{}",
+    "[1,{\"a\":[null]}]",
+    "\"Root=1-69b52883-1e685f6e5413b0143f9b2a07;Parent=a14af2721e102a9f\"",
+    "\"\\u0000\\n\\ud83d\\ude00\"",
+    "{\"message\":\"m\",\"level\":\"ERROR\",\"requestId\":\"r\"}",
+];
+
+const FIELDS: &[&str] = &[
+    "requestId",
+    "status",
+    "errorType",
+    "initializationType",
+    "phase",
+    "metrics",
+    "spans",
+    "tracing",
+    "durationMs",
+    "billedDurationMs",
+    "memorySizeMB",
+    "maxMemoryUsedMB",
+    "initDurationMs",
+    "producedBytes",
+    "name",
+    "start",
+    "value",
+    "droppedRecords",
+    "message",
+    "level",
+    "timestamp",
+];
+
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let mut seeds = Vec::new();
+    for sub in ["", "/malformed"] {
+        for entry in std::fs::read_dir(format!("{dir}{sub}"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.path().is_file() {
+                seeds.extend(std::fs::read(entry.path()).ok());
+            }
+        }
+    }
+    seeds
+}
+
+/// A random value for a record field, sometimes nested with more fields.
+fn value(rng: &mut Rng, depth: usize) -> String {
+    if depth < 3 && rng.below(4) == 0 {
+        let fields: Vec<String> = (0..rng.below(5))
+            .map(|_| format!("\"{}\":{}", rng.pick(FIELDS), value(rng, depth + 1)))
+            .collect();
+        return format!("{{{}}}", fields.join(","));
+    }
+    if depth < 3 && rng.below(8) == 0 {
+        let items: Vec<String> = (0..rng.below(3)).map(|_| value(rng, depth + 1)).collect();
+        return format!("[{}]", items.join(","));
+    }
+    rng.pick(VALUES).to_string()
+}
+
+/// An array of events of known types with random records.
+fn generated(rng: &mut Rng) -> Vec<u8> {
+    let ids = ["a", "b", "r-1"];
+    let events: Vec<String> = (0..1 + rng.below(12))
+        .map(|_| {
+            let kind = rng.pick(TYPES);
+            let record = if kind.starts_with("platform.") {
+                let mut fields = vec![format!("\"requestId\":\"{}\"", rng.pick(&ids))];
+                fields.extend(
+                    (0..rng.below(6))
+                        .map(|_| format!("\"{}\":{}", rng.pick(FIELDS), value(rng, 1))),
+                );
+                format!("{{{}}}", fields.join(","))
+            } else {
+                value(rng, 0)
+            };
+            format!(
+                "{{\"time\":{},\"type\":\"{kind}\",\"record\":{record}}}",
+                rng.pick(VALUES)
+            )
+        })
+        .collect();
+    format!("[{}]", events.join(",")).into_bytes()
+}
+
+fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], mut input: Vec<u8>) -> Vec<u8> {
+    for _ in 0..1 + rng.below(4) {
+        let len = input.len();
+        let at = rng.below(len + 1);
+        match rng.below(6) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                input[i] ^= 1 << rng.below(8);
+            }
+            1 => input.insert(at, rng.next() as u8),
+            2 if len > 0 => {
+                let end = (at + rng.below(16)).min(len);
+                input.drain(at..end);
+            }
+            3 => {
+                let token = rng.pick(TOKENS).as_bytes();
+                input.splice(at..at, token.iter().copied());
+            }
+            4 if len > 0 => {
+                let from = rng.below(len);
+                let piece: Vec<u8> = input[from..(from + rng.below(64)).min(len)].to_vec();
+                input.splice(at..at, piece);
+            }
+            _ => {
+                let other = rng.pick(seeds);
+                let from = rng.below(other.len() + 1);
+                let piece = &other[from..(from + rng.below(256)).min(other.len())];
+                input.splice(at..at, piece.iter().copied());
+            }
+        }
+    }
+    input
+}
+
+/// Runs `check` on `FUZZ_ITERATIONS` inputs, half mutated seeds, half generated arrays.
+fn fuzz(target: &str, mut check: impl FnMut(&[u8], Batch)) {
+    let iterations: u64 = std::env::var("FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    let seeds = seeds();
+    assert!(!seeds.is_empty(), "no fixtures to seed from");
+    let mut rng = Rng(0x5eed ^ target.len() as u64 ^ iterations);
+    let mut events = 0usize;
+    for _ in 0..iterations {
+        let input = if rng.below(2) == 0 {
+            generated(&mut rng)
+        } else {
+            let seed = rng.pick(&seeds).clone();
+            mutate(&mut rng, &seeds, seed)
+        };
+        let parsed = parse(input.clone());
+        events += parsed.batch.len();
+        check(&input, parsed.batch);
+    }
+    eprintln!("fuzz {target}: {iterations} inputs, {events} events parsed, no failure");
+}
+
+fn assert_json(what: &str, bytes: &[u8], input: &[u8]) {
+    if let Err(e) = serde_json::from_slice::<IgnoredAny>(bytes) {
+        panic!(
+            "{what} is not JSON ({e}):\n{}\nfrom input:\n{}",
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+fn config() -> Config {
+    let env = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
+        ("TELEMETRY_RELAY_EMF", "on"),
+        ("TELEMETRY_RELAY_HTTP_URL", "http://127.0.0.1:9/"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+    ];
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::parse(&env).unwrap()
+}
+
+#[test]
+fn fuzz_the_post_body_parser() {
+    fuzz("parser", |_, batch| {
+        for event in batch.events() {
+            serde_json::from_str::<String>(event.type_json).unwrap();
+            serde_json::from_str::<IgnoredAny>(event.record).unwrap();
+            serde_json::from_str::<IgnoredAny>(event.raw).unwrap();
+            let _ = (event.request_id(), event.platform(), event.time_text());
+        }
+    });
+}
+
+#[test]
+fn fuzz_stdout_and_emf() {
+    let config = config();
+    let mut emf = sinks::build(&config).emf.unwrap();
+    let mut out = Vec::new();
+    fuzz("stdout+emf", |input, batch| {
+        for event in batch.events() {
+            out.clear();
+            stdout::render(StdoutFormat::Text, &event, &mut out);
+            out.clear();
+            stdout::render(StdoutFormat::Json, &event, &mut out);
+            assert_json("a stdout json line", &out, input);
+            out.clear();
+            emf.event(&event, &mut out);
+            for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                assert_json("an EMF line", line, input);
+                let doc: serde_json::Value = serde_json::from_slice(line).unwrap();
+                assert!(doc["_aws"]["CloudWatchMetrics"].is_array(), "{doc}");
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_the_network_encoders() {
+    let config = config();
+    let mut network = sinks::build(&config).network;
+    assert_eq!(network.len(), 4, "http and three OTLP signals");
+    let mut body = Vec::new();
+    fuzz("ndjson+otlp", |input, batch| {
+        for sink in &mut network {
+            let encoder = &mut sink.encoder;
+            encoder.invoked(
+                "a",
+                Some("Root=1-69b52883-1e685f6e5413b0143f9b2a07;Sampled=1"),
+            );
+            body.clear();
+            encoder.start(&mut body);
+            let mut wrote = false;
+            for event in batch.events() {
+                let _ = encoder.carries(&event);
+                wrote |= encoder.event(&event, !wrote, &mut body);
+            }
+            encoder.finish(&mut body);
+            if sink.name == "http" {
+                for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    assert_json("an NDJSON line", line, input);
+                }
+            } else if wrote || !body.is_empty() {
+                assert_json(sink.name, &body, input);
+            }
+        }
+    });
+}
