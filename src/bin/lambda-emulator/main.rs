@@ -19,6 +19,7 @@ mod delivery;
 mod events;
 mod options;
 mod process;
+mod report;
 mod scenario;
 
 use std::process::ExitCode;
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("{}", scenario::summary(&report));
+    eprintln!("{}", report::summary(&report));
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     if let Some(path) = &options.json
         && let Err(e) = std::fs::write(path, json)

@@ -32,36 +32,8 @@ pub fn run(options: &Options) -> Result<Value, String> {
         .ok_or("the extension path has no file name")?
         .to_string();
     let telemetry = Arc::new(Telemetry::default());
-    let server =
-        tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?;
-    let address = server.server_addr().to_ip().ok_or("no address")?;
-    let behaviour = Behaviour {
-        name: options.register_as.clone().unwrap_or(name),
-        lmi: options.lmi,
-        not_supported: options.not_supported,
-        reject_schema: options.reject_schema.clone(),
-    };
-    let api = Api::new(behaviour, telemetry.clone());
-    let serving = api.clone();
-    std::thread::spawn(move || serving.serve(server));
-    let delivering = telemetry.clone();
-    std::thread::spawn(move || delivering.deliver());
-    let test_backend = match &options.backend {
-        Some(mode) => Some(
-            backend::Backend::start(backend::Mode::parse(mode)?)
-                .map_err(|e| format!("backend: {e}"))?,
-        ),
-        None => None,
-    };
-    let mut options = options.clone();
-    if let Some(test_backend) = &test_backend {
-        for (_, value) in &mut options.env {
-            let address = test_backend.url.trim_start_matches("http://");
-            *value = value
-                .replace("{backend}", &test_backend.url)
-                .replace("{backend_address}", address);
-        }
-    }
+    let (api, address) = start_api(options, name, &telemetry)?;
+    let (test_backend, options) = start_backend(options)?;
     let options = &options;
     say(
         options,
@@ -110,49 +82,62 @@ pub fn run(options: &Options) -> Result<Value, String> {
         run.invocations();
     }
     run.shutdown();
-    let mut report = run.report;
+    let report = run.report;
     ext.finish_output();
     telemetry.close();
     api.close();
-    let (produced, posts, undelivered) = telemetry.results();
-    let (peak_rss_kb, cpu_ms) = ext.usage();
-    report["peak_rss_kb"] = json!(peak_rss_kb);
-    report["cpu_ms"] = json!(cpu_ms);
-    report["registered_events"] = json!(api.registered_events());
-    report["subscribe_answers"] = json!(api.subscribe_answers());
-    report["errors"] = json!(
-        api.errors()
-            .iter()
-            .map(|e| json!({"path": e.path, "error_type": e.error_type, "body": e.body}))
-            .collect::<Vec<_>>()
-    );
-    report["produced"] = json!(
-        produced
-            .iter()
-            .map(|e| json!({"stream": e.stream.name(), "json": e.json}))
-            .collect::<Vec<_>>()
-    );
-    report["posts"] = json!(
-        posts
-            .iter()
-            .map(|p| json!({"outcome": p.outcome, "events": p.events}))
-            .collect::<Vec<_>>()
-    );
-    report["undelivered"] = json!(undelivered.len());
-    // Events still queued when the extension exited: typically its own last lines (the
-    // shutdown summary), written after the last delivery. Lambda cannot deliver those either.
-    report["undelivered_events"] = json!(
-        undelivered
-            .iter()
-            .map(|e| describe(&e.json))
-            .collect::<Vec<_>>()
-    );
-    report["backend"] = test_backend
-        .as_ref()
-        .map_or(Value::Null, backend::Backend::report);
-    report["stdout"] = json!(output.stdout_lines());
-    report["stderr"] = json!(output.stderr_lines());
-    Ok(report)
+    Ok(crate::report::finish(
+        report,
+        &api,
+        &telemetry,
+        &ext,
+        &output,
+        test_backend.as_ref(),
+    ))
+}
+
+/// The Runtime API on a port of its own, and the thread that delivers telemetry.
+fn start_api(
+    options: &Options,
+    name: String,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(Arc<Api>, std::net::SocketAddr), String> {
+    let server =
+        tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?;
+    let address = server.server_addr().to_ip().ok_or("no address")?;
+    let behaviour = Behaviour {
+        name: options.register_as.clone().unwrap_or(name),
+        lmi: options.lmi,
+        not_supported: options.not_supported,
+        reject_schema: options.reject_schema.clone(),
+    };
+    let api = Api::new(behaviour, telemetry.clone());
+    let serving = api.clone();
+    std::thread::spawn(move || serving.serve(server));
+    let delivering = telemetry.clone();
+    std::thread::spawn(move || delivering.deliver());
+    Ok((api, address))
+}
+
+/// The test backend, if asked for, and the options with its URL put into `--env` values.
+fn start_backend(options: &Options) -> Result<(Option<backend::Backend>, Options), String> {
+    let test_backend = match &options.backend {
+        Some(mode) => Some(
+            backend::Backend::start(backend::Mode::parse(mode)?)
+                .map_err(|e| format!("backend: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut options = options.clone();
+    if let Some(test_backend) = &test_backend {
+        for (_, value) in &mut options.env {
+            let address = test_backend.url.trim_start_matches("http://");
+            *value = value
+                .replace("{backend}", &test_backend.url)
+                .replace("{backend_address}", address);
+        }
+    }
+    Ok((test_backend, options))
 }
 
 struct Run<'a> {
@@ -258,39 +243,7 @@ impl Run<'_> {
         let o = self.options;
         let rid = events::request_id(self.nonce, i);
         let started = Instant::now();
-        let arn = format!(
-            "arn:aws:lambda:us-east-1:123456789012:function:{}",
-            crate::FUNCTION_NAME
-        );
-        let trace = format!(
-            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=1",
-            i, self.nonce, i
-        );
-        self.telemetry.emit(events::platform(
-            "platform.start",
-            json!({"requestId": rid, "version": "$LATEST", "functionArn": arn,
-                   "tracing": {"spanId": format!("{:016x}", self.nonce ^ i), "type": "X-Amzn-Trace-Id", "value": trace}}),
-        ));
-        if !o.lmi {
-            let deadline = epoch_ms(SystemTime::now()) + 3000;
-            self.api.send_event(
-                json!({"eventType": "INVOKE", "deadlineMs": deadline, "requestId": rid,
-                "invokedFunctionArn": arn, "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}),
-            );
-        }
-        for j in 1..=o.lines {
-            let message = format!("invoke {i} line {j} marker fn-{}-{i}-{j}", self.nonce);
-            self.telemetry
-                .emit(events::function_line(o.json_logs, &rid, &message));
-        }
-        if o.other_extension {
-            let line = json!(format!(
-                "[other-extension] invoke {i} marker ext-{}-{i}\n",
-                self.nonce
-            ));
-            self.telemetry
-                .emit(events::log_record(Stream::Extension, &line.to_string()));
-        }
+        self.start_invocation(i, &rid);
         let (status, error_type) = if o.timeout_invoke == Some(i) {
             ("timeout", Some("Sandbox.Timedout"))
         } else if o.error_invoke == Some(i) {
@@ -298,40 +251,8 @@ impl Run<'_> {
         } else {
             ("success", None)
         };
-        let runtime_done = Instant::now();
-        let duration = ms(runtime_done - started);
-        if !o.lmi {
-            let mut record = json!({"requestId": rid, "status": status,
-                "metrics": {"durationMs": duration, "producedBytes": 42},
-                "spans": [{"name": "responseLatency", "start": events::rfc3339(SystemTime::now()), "durationMs": duration},
-                          {"name": "responseDuration", "start": events::rfc3339(SystemTime::now()), "durationMs": 0.01}]});
-            if let Some(t) = error_type {
-                record["errorType"] = json!(t);
-            }
-            self.telemetry
-                .emit(events::platform("platform.runtimeDone", record));
-            let Some(next_at) = self
-                .api
-                .wait_next_call(usize::try_from(i).unwrap_or(0) + 1, INVOKE_LIMIT)
-            else {
-                say(
-                    o,
-                    &format!("invoke {i}: the extension did not call /next again"),
-                );
-                self.report["stuck_invoke"] = json!(i);
-                return false;
-            };
-            self.ext.sample();
-            if let Some(backend) = self.backend {
-                // Under the `end` flush policy this invocation's lines must be out by now.
-                let marker = format!("marker fn-{}-{i}-", self.nonce);
-                push(
-                    &mut self.report["backend_had_invoke_before_next"],
-                    json!(backend.accepted(&marker)),
-                );
-            }
-            let post_runtime = next_at.saturating_duration_since(runtime_done);
-            push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
+        if !o.lmi && !self.end_runtime(i, &rid, started, status, error_type) {
+            return false;
         }
         let total = ms(started.elapsed());
         if last {
@@ -361,6 +282,92 @@ impl Run<'_> {
             &mut self.report["invokes"],
             json!({"request_id": rid, "status": status}),
         );
+        true
+    }
+
+    /// `platform.start`, the INVOKE (not on LMI), and what the function and another
+    /// extension log.
+    fn start_invocation(&mut self, i: u64, rid: &str) {
+        let o = self.options;
+        let arn = format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            crate::FUNCTION_NAME
+        );
+        let trace = format!(
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=1",
+            i, self.nonce, i
+        );
+        self.telemetry.emit(events::platform(
+            "platform.start",
+            json!({"requestId": rid, "version": "$LATEST", "functionArn": arn,
+                   "tracing": {"spanId": format!("{:016x}", self.nonce ^ i), "type": "X-Amzn-Trace-Id", "value": trace}}),
+        ));
+        if !o.lmi {
+            let deadline = epoch_ms(SystemTime::now()) + 3000;
+            self.api.send_event(
+                json!({"eventType": "INVOKE", "deadlineMs": deadline, "requestId": rid,
+                "invokedFunctionArn": arn, "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}),
+            );
+        }
+        for j in 1..=o.lines {
+            let message = format!("invoke {i} line {j} marker fn-{}-{i}-{j}", self.nonce);
+            self.telemetry
+                .emit(events::function_line(o.json_logs, rid, &message));
+        }
+        if o.other_extension {
+            let line = json!(format!(
+                "[other-extension] invoke {i} marker ext-{}-{i}\n",
+                self.nonce
+            ));
+            self.telemetry
+                .emit(events::log_record(Stream::Extension, &line.to_string()));
+        }
+    }
+
+    /// The runtime is done: `platform.runtimeDone`, then the wait for the extension's next
+    /// `/next`, timed. False if it never came.
+    fn end_runtime(
+        &mut self,
+        i: u64,
+        rid: &str,
+        started: Instant,
+        status: &str,
+        error_type: Option<&str>,
+    ) -> bool {
+        let o = self.options;
+        let runtime_done = Instant::now();
+        let duration = ms(runtime_done - started);
+        let mut record = json!({"requestId": rid, "status": status,
+            "metrics": {"durationMs": duration, "producedBytes": 42},
+            "spans": [{"name": "responseLatency", "start": events::rfc3339(SystemTime::now()), "durationMs": duration},
+                      {"name": "responseDuration", "start": events::rfc3339(SystemTime::now()), "durationMs": 0.01}]});
+        if let Some(t) = error_type {
+            record["errorType"] = json!(t);
+        }
+        self.telemetry
+            .emit(events::platform("platform.runtimeDone", record));
+        let Some(next_at) = self
+            .api
+            .wait_next_call(usize::try_from(i).unwrap_or(0) + 1, INVOKE_LIMIT)
+        else {
+            say(
+                o,
+                &format!("invoke {i}: the extension did not call /next again"),
+            );
+            self.report["stuck_invoke"] = json!(i);
+            return false;
+        };
+        self.ext.sample();
+        if let Some(backend) = self.backend {
+            // Under the `end` flush policy this invocation's lines must be out by now.
+            let marker = format!("marker fn-{}-{i}-", self.nonce);
+            push(
+                &mut self.report["backend_had_invoke_before_next"],
+                json!(backend.accepted(&marker)),
+            );
+        }
+        let post_runtime = next_at.saturating_duration_since(runtime_done);
+        push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
         true
     }
 
@@ -625,57 +632,4 @@ fn echo_lines(options: &Options, output: Arc<Output>, telemetry: Arc<Telemetry>)
         };
         telemetry.emit(events::log_record(Stream::Extension, &record));
     })
-}
-
-/// The human-readable end-of-run summary.
-pub fn summary(report: &Value) -> String {
-    let posts = report["posts"].as_array().map_or(0, Vec::len);
-    let delivered: usize = report["posts"].as_array().map_or(0, |p| {
-        p.iter()
-            .filter(|p| p["outcome"] == "200")
-            .map(|p| p["events"].as_array().map_or(0, Vec::len))
-            .sum()
-    });
-    format!(
-        "lambda-emulator: init {} ms; post-runtime {} ms; SHUTDOWN to exit {} ms (exit code {}, killed {}); \
-         peak RSS {} KiB; CPU {} ms; {} events delivered in {} POSTs, {} never delivered{}",
-        report["init_ms"],
-        report["post_runtime_ms"],
-        report["shutdown_to_exit_ms"],
-        report["exit_code"],
-        report["killed"],
-        report["peak_rss_kb"],
-        report["cpu_ms"],
-        delivered,
-        posts,
-        report["undelivered"],
-        never_delivered(report)
-    )
-}
-
-/// An event as `type "start of its record"`.
-fn describe(json: &str) -> String {
-    let event: Value = serde_json::from_str(json).unwrap_or_default();
-    let record: String = match &event["record"] {
-        Value::String(text) => text.chars().take(60).collect(),
-        other => other.to_string().chars().take(60).collect(),
-    };
-    format!("{} {record:?}", event["type"].as_str().unwrap_or("?"))
-}
-
-/// What the undelivered events were, for the summary line.
-fn never_delivered(report: &Value) -> String {
-    let events = report["undelivered_events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if events.is_empty() {
-        return String::new();
-    }
-    let described: Vec<&str> = events.iter().take(3).filter_map(Value::as_str).collect();
-    format!(
-        " ({}: still queued when the extension exited, as its own last lines are; Lambda \
-         cannot deliver those either)",
-        described.join("; ")
-    )
 }

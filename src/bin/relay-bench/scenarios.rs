@@ -1,0 +1,129 @@
+//! The scenarios beyond cold starts: network outputs, throughput, memory over many
+//! invocations, and hostile local clients against the listener.
+
+use serde_json::Value;
+
+use crate::{Args, emulate, figures, percentile, show};
+
+/// Three runs of 50 back-to-back full batches (`--blast`), stdout in JSON, plus `extra`.
+fn blasts(args: &Args, extra: &[&str]) -> Result<Vec<Value>, String> {
+    let base = [
+        "--invokes",
+        "1",
+        "--blast",
+        &args.fixture,
+        "--env",
+        "TELEMETRY_RELAY_STDOUT_FORMAT=json",
+    ];
+    let run: Vec<&str> = base.iter().chain(extra).copied().collect();
+    (0..3)
+        .map(|_| emulate(&args.emulator, &args.relay, &run))
+        .collect()
+}
+
+/// The network outputs' figures: post-runtime time under `background` and `end` with a healthy
+/// local OTLP backend, and peak RSS with every output on.
+pub fn outputs(args: &Args) -> Result<(), String> {
+    let otlp = [
+        "--backend",
+        "healthy",
+        "--env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+        "--invokes",
+        "5",
+        // The summary lines, where drops are counted.
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ];
+    let everything = [
+        "--env",
+        "TELEMETRY_RELAY_EMF=on",
+        "--env",
+        "TELEMETRY_RELAY_HTTP_URL={backend}/ingest",
+        "--env",
+        "TELEMETRY_RELAY_TYPES=platform,function,extension",
+    ];
+    let scenarios: [(&str, Vec<&str>); 3] = [
+        (
+            "OTLP, flush background",
+            [&otlp[..], &["--env", "TELEMETRY_RELAY_FLUSH=background"]].concat(),
+        ),
+        (
+            "OTLP, flush end",
+            [&otlp[..], &["--env", "TELEMETRY_RELAY_FLUSH=end"]].concat(),
+        ),
+        (
+            "stdout + EMF + HTTP + OTLP (3 signals)",
+            [&otlp[..], &everything[..]].concat(),
+        ),
+    ];
+    let runs = (args.runs / 2).max(5);
+    println!("\n{runs} cold starts each with a healthy local backend:\n");
+    println!(
+        "| scenario | post-runtime per invoke, ms (median) | peak RSS, MiB (median) | events lost |"
+    );
+    println!("|---|---|---|---|");
+    for (name, extra) in scenarios {
+        let (mut post, mut rss, mut lost) = (Vec::new(), Vec::new(), 0u64);
+        for _ in 0..runs {
+            let report = emulate(&args.emulator, &args.relay, &extra)?;
+            let [_, mean_post, _, _, peak, _] = figures(&report);
+            post.extend(mean_post);
+            rss.extend(peak);
+            lost += report["stderr"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|l| {
+                    l.split(" dropped=")
+                        .nth(1)
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                })
+                .sum::<u64>();
+        }
+        println!(
+            "| {name} | {} | {} | {lost} |",
+            show(percentile(&mut post, 0.5)),
+            show(percentile(&mut rss, 0.5))
+        );
+    }
+    Ok(())
+}
+
+/// The listener's throughput on full batches, with stdout only and with OTLP logs as well.
+pub fn throughput(args: &Args) -> Result<(), String> {
+    if !args.fixture.is_empty() {
+        let stdout_only = blasts(args, &[])?;
+        let rates: Vec<f64> = stdout_only
+            .iter()
+            .filter_map(|r| r["blast"]["events_per_s"].as_f64())
+            .collect();
+        println!(
+            "\nListener + stdout throughput, 50 POSTs of a full 1000-event batch built from {}: \
+             median of 3 runs **{:.0} events/s**",
+            args.fixture,
+            percentile(&mut rates.clone(), 0.5).unwrap_or(0.0)
+        );
+        let otlp = [
+            "--backend",
+            "healthy",
+            "--env",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
+        ];
+        let mut per_cpu: Vec<f64> = blasts(args, &otlp)?
+            .iter()
+            .filter_map(|r| {
+                let events = r["blast"]["events"].as_f64()?;
+                let cpu_s = r["cpu_ms"].as_f64().filter(|c| *c > 0.0)? / 1000.0;
+                Some(events / cpu_s)
+            })
+            .collect();
+        println!(
+            "With OTLP logs on as well (parsing, stdout, OTLP JSON encoding and sending, in the \
+             extension's CPU time): median of 3 runs **{:.0} events per CPU-second**",
+            percentile(&mut per_cpu, 0.5).unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
