@@ -183,7 +183,11 @@ fn more_stalled_bodies_than_readers_still_leave_small_posts_served() {
             Some(String::from_utf8_lossy(&head[..n]).into_owned())
         })
         .collect();
-    assert_eq!(answers, ["HTTP/1.1 503"], "exactly one was cut off");
+    // One, or two if the waiting reader was not yet waiting when the first came.
+    assert!(
+        (1..=2).contains(&answers.len()) && answers.iter().all(|a| a == "HTTP/1.1 503"),
+        "only those past the readers were cut off: {answers:?}"
+    );
     // A batch of up to 1 KiB is read by tiny_http itself and answered by the listener.
     still_serving(&url, &rx);
     drop(stalled);
