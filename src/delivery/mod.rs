@@ -17,6 +17,7 @@
 //! a request in flight are settled by its receipt, never by the eviction that may free their
 //! batch meanwhile: the eviction only notes how many of them can no longer be re-sent.
 
+mod output;
 pub mod sender;
 
 use std::collections::VecDeque;
@@ -27,7 +28,8 @@ use crate::counters::{OutputCounters, add};
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::{Encoder, NetworkSink};
 use crate::telemetry::batch::{Batch, Event};
-use crate::{info, warn};
+use crate::warn;
+use output::{Health, InFlight, Output};
 use sender::{Request, SenderThread};
 
 /// Largest request body an output sends at once.
@@ -37,63 +39,6 @@ const KEEP_BUFFER_BYTES: usize = 256 * 1024;
 /// Pause before re-sending after a failed request, doubling up to the cap.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const RETRY_PAUSE_CAP: Duration = Duration::from_secs(5);
-
-/// The request an output has in flight: the events from `start` to `end`, of which it carries
-/// `events`; `evicted` of those were dropped from the buffer since, so a retry cannot resend them.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    start: u64,
-    end: u64,
-    events: u64,
-    evicted: u64,
-}
-
-/// What an output's log last said about it: each change is logged once, not every pump.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Sending,
-    Failing,
-    Refused,
-    NoThread,
-}
-
-struct Output {
-    sink: NetworkSink,
-    sender: Option<SenderThread>,
-    cursor: u64,
-    in_flight: Option<InFlight>,
-    retry_at: Option<Instant>,
-    retry_pause: Duration,
-    health: Health,
-    warned_full: bool,
-    counters: OutputCounters,
-}
-
-impl Output {
-    /// Everything before this is accepted, refused or counted as dropped.
-    fn settled(&self) -> u64 {
-        self.in_flight.map_or(self.cursor, |f| f.start)
-    }
-
-    /// Logs a change of health once.
-    fn health(&mut self, health: Health, detail: &str) {
-        if self.health == health {
-            return;
-        }
-        let name = self.sink.name;
-        match health {
-            Health::Sending => info!("{name}: sending again"),
-            Health::Failing => {
-                warn!("{name}: send failed ({detail}); kept for a later attempt (counted)")
-            }
-            Health::Refused => {
-                warn!("{name}: backend refused events ({detail}); not retried (counted)")
-            }
-            Health::NoThread => warn!("{name}: no sender thread ({detail}); kept (counted)"),
-        }
-        self.health = health;
-    }
-}
 
 struct Entry {
     batch: Batch,
