@@ -69,9 +69,9 @@ pub fn subscribe(
             .map_err(|e| LambdaError::transport(CALL, e))?;
         let answer = Answer::read(CALL, response)?;
         match classify(&answer) {
-            Outcome::Subscribed => return Ok(Subscription::Active { schema }),
-            Outcome::SchemaRejected => last = Some(answer),
-            Outcome::Unavailable => {
+            Verdict::Subscribed => return Ok(Subscription::Active { schema }),
+            Verdict::SchemaRejected => last = Some(answer),
+            Verdict::Unavailable => {
                 return Ok(Subscription::Unavailable {
                     reason: answer.into_error(CALL).to_string(),
                 });
@@ -82,21 +82,22 @@ pub fn subscribe(
     Ok(Subscription::Unavailable { reason })
 }
 
-enum Outcome {
+/// What a subscribe answer means for us.
+enum Verdict {
     Subscribed,
     SchemaRejected,
     Unavailable,
 }
 
-fn classify(answer: &Answer) -> Outcome {
+fn classify(answer: &Answer) -> Verdict {
     let body = answer.body.trim();
     if answer.is_success() && (body.is_empty() || body == "\"OK\"" || body == "OK") {
-        return Outcome::Subscribed;
+        return Verdict::Subscribed;
     }
     if answer.status == 400 && body.to_ascii_lowercase().contains("schema") {
-        return Outcome::SchemaRejected;
+        return Verdict::SchemaRejected;
     }
-    Outcome::Unavailable
+    Verdict::Unavailable
 }
 
 #[cfg(test)]
@@ -138,17 +139,17 @@ mod tests {
     fn only_ok_or_empty_2xx_means_subscribed() {
         assert!(matches!(
             classify(&answer(200, "\"OK\"")),
-            Outcome::Subscribed
+            Verdict::Subscribed
         ));
-        assert!(matches!(classify(&answer(200, "")), Outcome::Subscribed));
+        assert!(matches!(classify(&answer(200, "")), Verdict::Subscribed));
         let not_supported = r#"{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}"#;
         assert!(matches!(
             classify(&answer(202, not_supported)),
-            Outcome::Unavailable
+            Verdict::Unavailable
         ));
-        assert!(matches!(classify(&answer(404, "")), Outcome::Unavailable));
-        assert!(matches!(classify(&answer(403, "{}")), Outcome::Unavailable));
-        assert!(matches!(classify(&answer(500, "")), Outcome::Unavailable));
+        assert!(matches!(classify(&answer(404, "")), Verdict::Unavailable));
+        assert!(matches!(classify(&answer(403, "{}")), Verdict::Unavailable));
+        assert!(matches!(classify(&answer(500, "")), Verdict::Unavailable));
     }
 
     #[test]
@@ -156,10 +157,10 @@ mod tests {
         let body = r#"{"errorType":"ValidationError","errorMessage":"unsupported schemaVersion 2025-01-29"}"#;
         assert!(matches!(
             classify(&answer(400, body)),
-            Outcome::SchemaRejected
+            Verdict::SchemaRejected
         ));
         let body =
             r#"{"errorType":"ValidationError","errorMessage":"buffering.timeoutMs out of range"}"#;
-        assert!(matches!(classify(&answer(400, body)), Outcome::Unavailable));
+        assert!(matches!(classify(&answer(400, body)), Verdict::Unavailable));
     }
 }
