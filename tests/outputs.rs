@@ -345,3 +345,30 @@ fn a_flood_against_a_hanging_backend_counts_each_event_once() {
     );
     run.assert_clean_exit();
 }
+
+#[test]
+fn a_request_hanging_at_the_hard_stop_does_not_hold_the_exit() {
+    // The default timeout (5 s, so a 15 s background budget) outlasts the 2 s SHUTDOWN budget:
+    // the sender still waiting on the hanging backend must not be waited for.
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--backend",
+        "hang",
+        "--env",
+        URL,
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    run.check(output_counter(&run, "sent") == 0, "nothing accepted");
+    assert_function_unharmed_after(&run, 2);
+}
+
+/// Every invoke got its `/next`, and the extension exited by itself before the deadline.
+fn assert_function_unharmed_after(run: &Run, invokes: usize) {
+    run.check(
+        run.report["post_runtime_ms"].as_array().map_or(0, Vec::len) == invokes,
+        "every invoke served",
+    );
+    run.assert_clean_exit();
+}

@@ -377,18 +377,25 @@ impl Delivery {
     }
 
     /// At the hard stop: what is unsent, or sent and unanswered, counts as dropped. Then the
-    /// sender threads are told to stop and joined; each ends within its request's deadline.
+    /// sender threads are told to stop: idle ones are joined; one still in a request (whose
+    /// deadline may lie past the hard stop: a background request's is its full budget) is left
+    /// to end with the process, so that it cannot hold the exit.
     pub fn abandon(&mut self) {
         let end = self.next_seq;
         for output in &mut self.outputs {
             let mut lost = carried(&self.entries, &*output.sink.encoder, output.cursor, end);
-            if let Some(f) = output.in_flight.take() {
+            let busy = output.in_flight.take();
+            if let Some(f) = busy {
                 lost += f.events;
             }
             add(&mut output.counters.dropped, lost);
             output.cursor = end;
             if let Some(sender) = output.sender.take() {
-                sender.join();
+                if busy.is_none() {
+                    sender.join();
+                } else {
+                    sender.detach();
+                }
             }
         }
         self.release();

@@ -52,10 +52,15 @@ impl SenderThread {
         self.requests.try_send(request).is_ok()
     }
 
-    /// Stops the thread once its request (if any) is done, and waits for that.
+    /// Stops the idle thread and waits for it to end.
     pub fn join(self) {
         drop(self.requests);
         let _ = self.thread.join();
+    }
+
+    /// Lets a busy thread end after its request, without waiting for it.
+    pub fn detach(self) {
+        drop(self.requests);
     }
 }
 
