@@ -85,13 +85,9 @@ fn assert_each_event_accepted_once(run: &Run) {
     run.check(output_counter(run, "dropped") == 0, "nothing dropped");
 }
 
-/// Every invoke got its `/next` and the extension exited by itself before the deadline.
+/// Every one of the three invokes got its `/next`; the extension exited by itself in time.
 fn assert_function_unharmed(run: &Run) {
-    run.check(
-        run.report["post_runtime_ms"].as_array().map_or(0, Vec::len) == 3,
-        "every invoke served",
-    );
-    run.assert_clean_exit();
+    assert_function_unharmed_after(run, 3);
 }
 
 #[test]
