@@ -95,18 +95,29 @@ pub struct Delivery {
     limit: usize,
     next_seq: u64,
     outputs: Vec<Output>,
-    results: Sender<Msg>,
     scratch: Vec<u8>,
 }
 
 impl Delivery {
-    /// `results` is the relay's own channel: sender threads report there.
+    /// Starts a sender thread per sink, each with its own sender on `results`, the relay's
+    /// channel, where receipts go; no other one is kept, so once the senders are gone the
+    /// relay's channel can close.
     pub fn new(limit: usize, sinks: Vec<NetworkSink>, results: Sender<Msg>) -> Delivery {
         let outputs = sinks
             .into_iter()
-            .map(|sink| Output {
+            .enumerate()
+            .map(|(index, sink)| Output {
+                sender: match SenderThread::spawn(index, sink.endpoint.clone(), results.clone()) {
+                    Ok(thread) => Some(thread),
+                    Err(e) => {
+                        warn!(
+                            "{}: cannot start its sender thread: {e}; it sends nothing",
+                            sink.name
+                        );
+                        None
+                    }
+                },
                 sink,
-                sender: None,
                 cursor: 0,
                 in_flight: None,
                 retry_at: None,
@@ -122,7 +133,6 @@ impl Delivery {
             limit,
             next_seq: 0,
             outputs,
-            results,
             scratch: Vec::new(),
         }
     }
@@ -254,17 +264,6 @@ impl Delivery {
             self.release();
             return;
         }
-        if output.sender.is_none() {
-            match SenderThread::spawn(index, output.sink.endpoint.clone(), self.results.clone()) {
-                Ok(thread) => output.sender = Some(thread),
-                Err(e) => {
-                    output.health(Health::NoThread, &e.to_string());
-                    output.retry_at = Some(Instant::now() + output.retry_pause);
-                    self.scratch = body;
-                    return;
-                }
-            }
-        }
         let request = Request { body, deadline };
         if let Some(sender) = &output.sender
             && sender.send(request)
@@ -277,8 +276,9 @@ impl Delivery {
             });
             output.cursor = seq;
         } else {
+            // No thread (it could not start, or stopped): kept, and counted at the end.
             output.sender = None;
-            output.health(Health::NoThread, "it stopped");
+            output.health(Health::NoThread, "it is not running");
             output.retry_at = Some(Instant::now() + output.retry_pause);
         }
     }

@@ -138,7 +138,9 @@ impl Relay {
     /// Starts the listener on the subscribed socket; tiny_http starts threads of its own, which
     /// is why this runs here, while `main` already waits in `/next`.
     fn start_listener(&mut self) {
-        let (Some(socket), Some(tx)) = (self.socket.take(), self.tx.take()) else {
+        // Our own sender goes either way: the channel closes once its other senders are gone.
+        let tx = self.tx.take();
+        let (Some(socket), Some(tx)) = (self.socket.take(), tx) else {
             return;
         };
         let started = Listener::start(socket, tx, self.backlog.clone(), self.max_body_bytes);

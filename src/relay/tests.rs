@@ -98,3 +98,20 @@ fn shutdown_without_telemetry_returns_at_once() {
     assert_eq!(ended, Ended::Drained);
     assert_eq!(relay.counters.reports_missing_at_shutdown, 0);
 }
+
+#[test]
+fn the_relay_ends_when_every_sender_is_gone() {
+    // No listener and no network output: once the lifecycle's sender is dropped, nothing can
+    // speak to the relay any more, and it says so instead of waiting for ever.
+    let mut env = HashMap::new();
+    env.insert(
+        "AWS_LAMBDA_RUNTIME_API".to_string(),
+        "127.0.0.1:1".to_string(),
+    );
+    let config = Config::parse(&env).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lifecycle = tx.clone();
+    let relay = Relay::new(&config, None, tx, None);
+    drop(lifecycle);
+    assert_eq!(relay.run(rx), Ended::Disconnected);
+}
