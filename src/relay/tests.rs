@@ -6,20 +6,23 @@ use crate::telemetry::batch::parse;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-fn relay(types: &str) -> Relay {
-    let mut env = HashMap::new();
-    env.insert(
-        "AWS_LAMBDA_RUNTIME_API".to_string(),
-        "127.0.0.1:1".to_string(),
-    );
-    env.insert("TELEMETRY_RELAY_TYPES".to_string(), types.to_string());
-    env.insert(
-        "TELEMETRY_RELAY_STDOUT_FORMAT".to_string(),
-        "none".to_string(),
-    );
+/// A config for the relay: stdout off, these telemetry types, no network output.
+fn config(types: &str) -> Config {
+    let env: HashMap<String, String> = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
+        ("TELEMETRY_RELAY_TYPES", types),
+        ("TELEMETRY_RELAY_STDOUT_FORMAT", "none"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let config = Config::parse(&env).unwrap();
     assert_eq!(config.stdout_format, StdoutFormat::None);
-    Relay::new(&config, None, std::sync::mpsc::channel().0, None)
+    config
+}
+
+fn relay(types: &str) -> Relay {
+    Relay::new(&config(types), None, std::sync::mpsc::channel().0, None)
 }
 
 fn post(body: &str) -> Msg {
@@ -103,15 +106,9 @@ fn shutdown_without_telemetry_returns_at_once() {
 fn the_relay_ends_when_every_sender_is_gone() {
     // No listener and no network output: once the lifecycle's sender is dropped, nothing can
     // speak to the relay any more, and it says so instead of waiting for ever.
-    let mut env = HashMap::new();
-    env.insert(
-        "AWS_LAMBDA_RUNTIME_API".to_string(),
-        "127.0.0.1:1".to_string(),
-    );
-    let config = Config::parse(&env).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let lifecycle = tx.clone();
-    let relay = Relay::new(&config, None, tx, None);
+    let relay = Relay::new(&config("platform"), None, tx, None);
     drop(lifecycle);
     assert_eq!(relay.run(rx), Ended::Disconnected);
 }
