@@ -66,3 +66,21 @@ fn outside_lambda_it_says_so_and_exits_non_zero() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_init_error_report_that_is_never_answered_does_not_hold_the_exit() {
+    // Before, the report went through an agent with no timeout: the extension hung there.
+    let run = Run::new(&[
+        "--hang-errors",
+        "--shutdown-ms",
+        "10000",
+        "--env",
+        "TELEMETRY_RELAY_STDOUT_FORMAT=yaml",
+    ]);
+    run.check(
+        run.report["errors"].as_array().map_or(0, Vec::len) == 1,
+        "the report was made",
+    );
+    run.check(run.report["exit_code"] == 1, "then the extension exited 1");
+    run.check(run.report["killed"] == false, "by itself");
+}

@@ -178,7 +178,7 @@ fn deadline_of(deadline_ms: Option<&serde_json::Value>, now: SystemTime) -> Syst
 
 /// How long an init or exit error report may take: we exit right after it, and a Runtime API
 /// that does not answer must not keep us past the phase's deadline.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `POST /init/error` or `/exit/error`. Its answer does not matter (emulators 404 it): we exit next.
 fn report_error(api: &RuntimeApi, identifier: &str, path: &str, error_type: &str, message: &str) {

@@ -26,6 +26,8 @@ pub struct Behaviour {
     pub not_supported: bool,
     /// A schema version this host does not know (400 naming it).
     pub reject_schema: Option<String>,
+    /// Record init/exit error reports but never answer them, as a wedged host would.
+    pub hang_errors: bool,
 }
 
 /// An init/error or exit/error report.
@@ -76,7 +78,8 @@ impl Api {
     /// a thread per call would add its start-up to every call the extension makes.
     pub fn serve(self: Arc<Self>, server: Server) {
         for request in server.incoming_requests() {
-            if request.url().ends_with("/event/next") {
+            let hangs = self.behaviour.hang_errors && request.url().ends_with("/error");
+            if request.url().ends_with("/event/next") || hangs {
                 let api = self.clone();
                 std::thread::spawn(move || api.handle(request));
             } else {
@@ -191,6 +194,10 @@ impl Api {
                 };
                 self.lock().errors.push(report);
                 self.changed.notify_all();
+                if self.behaviour.hang_errors {
+                    // Not a wait for anything: the host is wedged, this answer comes too late.
+                    std::thread::sleep(Duration::from_secs(60));
+                }
                 (202, json!({"status": "OK"}).to_string(), None)
             }
             (Method::Put, "/2022-07-01/telemetry") => {

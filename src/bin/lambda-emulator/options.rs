@@ -6,6 +6,7 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --lmi                   Lambda Managed Instances: SHUTDOWN-only, schema 2025-01-29, sparse reports
   --not-supported         answer subscribe with 202 Telemetry.NotSupported, like RIE and sam local
   --reject-schema V       answer a subscribe with schemaVersion V with 400, as an older host would
+  --hang-errors           record init/exit error reports but never answer them
   --register-as NAME      accept registration only under NAME (default: the executable's file name)
   --json-logs             the function logs JSON objects (AWS_LAMBDA_LOG_FORMAT=JSON)
   --freeze                SIGSTOP the extension between invocations, SIGCONT at the next
@@ -50,6 +51,7 @@ pub struct Options {
     pub lmi: bool,
     pub not_supported: bool,
     pub reject_schema: Option<String>,
+    pub hang_errors: bool,
     pub register_as: Option<String>,
     pub json_logs: bool,
     pub freeze: bool,
@@ -100,6 +102,7 @@ impl Options {
                 "--not-supported" => o.not_supported = true,
                 "--reject-schema" => o.reject_schema = Some(value()?),
                 "--register-as" => o.register_as = Some(value()?),
+                "--hang-errors" => o.hang_errors = true,
                 "--json-logs" => o.json_logs = true,
                 "--freeze" => o.freeze = true,
                 "--error-invoke" => o.error_invoke = Some(number(value()?)?),

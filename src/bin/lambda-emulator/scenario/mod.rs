@@ -112,6 +112,7 @@ fn start_api(
         lmi: options.lmi,
         not_supported: options.not_supported,
         reject_schema: options.reject_schema.clone(),
+        hang_errors: options.hang_errors,
     };
     let api = Api::new(behaviour, telemetry.clone());
     let serving = api.clone();
