@@ -114,8 +114,19 @@ fn a_healthy_backend_gets_every_event_once_with_its_headers() {
 
 #[test]
 fn a_recovering_backend_loses_nothing() {
-    let run = run("fail:503:2", &[]);
+    // Five failures outlast the first request's attempts: it is re-queued, the next one passes.
+    let run = run("fail:503:5", &[]);
     assert_each_event_accepted_once(&run);
+    // One warning when it starts failing, one line when it recovers: not one per attempt.
+    let lines = |text: &str| run.stderr().iter().filter(|l| l.contains(text)).count();
+    run.check(
+        lines("http: send failed") == 1,
+        "the failure is warned once",
+    );
+    run.check(
+        lines("http: sending again") == 1,
+        "the recovery is said once",
+    );
     assert_function_unharmed(&run);
 }
 
@@ -143,6 +154,15 @@ fn a_backend_that_never_accepts_costs_counted_drops_only() {
         run.check(
             output_counter(&run, "failed_sends") > 0,
             "failed sends counted",
+        );
+        let warnings = run
+            .stderr()
+            .iter()
+            .filter(|l| l.contains("http: send failed"))
+            .count();
+        run.check(
+            warnings == 1,
+            &format!("{mode}: warned once, not per attempt"),
         );
         // The other output is untouched: stdout still has every event.
         run.check(
