@@ -74,14 +74,22 @@ pub struct OutputCounters {
     pub rejected: u64,
     /// Evicted from the full buffer, or still unsent when the relay had to stop.
     pub dropped: u64,
+    /// Items (log records, data points, spans) an accepted OTLP request had rejected by the
+    /// backend (`partialSuccess`); not events, so outside the balance.
+    pub partially_rejected: u64,
 }
 
 impl OutputCounters {
     /// The summary's `key=value` list for this output.
     pub fn summary(&self) -> String {
         format!(
-            "received={} sent={} failed_sends={} rejected={} dropped={}",
-            self.received, self.sent, self.failed_sends, self.rejected, self.dropped
+            "received={} sent={} failed_sends={} rejected={} dropped={} partially_rejected={}",
+            self.received,
+            self.sent,
+            self.failed_sends,
+            self.rejected,
+            self.dropped,
+            self.partially_rejected
         )
     }
 

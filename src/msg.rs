@@ -58,8 +58,15 @@ pub struct Receipt {
 pub enum Outcome {
     /// Accepted (2xx).
     Sent,
-    /// Refused for good (4xx other than 408/429): the events are dropped, counted.
+    /// Accepted, but the backend says it rejected `rejected` items of it (OTLP partial
+    /// success): counted, not retried.
+    Partial { rejected: u64, message: String },
+    /// Refused for good (any 4xx or 5xx but 429, 502, 503, 504): the events are dropped, counted.
     Rejected(u16),
-    /// Not accepted before the deadline (5xx, 429, timeout, connection refused…): re-queue.
-    Retry(String),
+    /// Not accepted before the deadline (429, 502–504, timeout, connection refused…): re-queue,
+    /// not before `after` if the backend said when.
+    Retry {
+        why: String,
+        after: Option<std::time::Duration>,
+    },
 }

@@ -174,3 +174,37 @@ fn flushing_at_the_end_works_with_otlp_alone() {
     run.check(held == 3, "each invocation's flush reported");
     run.assert_clean_exit();
 }
+
+#[test]
+fn a_partial_success_is_counted_and_not_retried() {
+    let run = Run::new(&[
+        "--invokes",
+        "2",
+        "--backend",
+        "partial:3",
+        "--env",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
+        "--env",
+        "TELEMETRY_RELAY_LOG=info",
+    ]);
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    let line = run
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("INFO output otlp-logs:"))
+        .unwrap_or_default();
+    run.check(
+        requests > 0 && line.contains(&format!(" partially_rejected={}", 3 * requests)),
+        &format!("3 items counted per accepted request ({requests}): {line}"),
+    );
+    run.check(line.contains(" failed_sends=0 "), "nothing retried");
+    let warnings = run
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("rejected part of it"))
+        .count();
+    run.check(warnings == 1, "warned once, with the backend's message");
+    run.assert_clean_exit();
+}

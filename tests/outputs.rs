@@ -388,3 +388,51 @@ fn assert_function_unharmed_after(run: &Run, invokes: usize) {
     );
     run.assert_clean_exit();
 }
+
+#[test]
+fn a_429_is_retried_no_earlier_than_its_retry_after() {
+    let run = run("retry-after:1:1", &[]);
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    run.check(
+        requests.first().is_some_and(|r| r["status"] == 429),
+        "the first request was throttled",
+    );
+    // The next request carries the throttled events again (re-encoded with whatever came
+    // since, when the wait outlasts the request's own budget, as with a 300 ms timeout).
+    run.check(requests.len() >= 2, "the throttled events were sent again");
+    let at = |i: usize| requests[i]["at_ms"].as_f64().unwrap_or(0.0);
+    let waited = at(1) - at(0);
+    run.check(
+        waited >= 1000.0,
+        &format!("not before the second Retry-After asked for: {waited} ms"),
+    );
+    assert_each_event_accepted_once(&run);
+    assert_function_unharmed(&run);
+}
+
+#[test]
+fn a_500_or_a_400_is_final_and_never_retried() {
+    for mode in ["status:500", "status:400"] {
+        let run = run(mode, &[]);
+        let bodies: Vec<String> = run.report["backend"]["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["body"].as_str().map(str::to_string))
+            .collect();
+        let distinct: std::collections::HashSet<&String> = bodies.iter().collect();
+        run.check(
+            !bodies.is_empty() && distinct.len() == bodies.len(),
+            &format!("{mode}: each request sent once"),
+        );
+        let expected = without_own_echoes(&run.delivered()).len() as u64;
+        run.check(
+            output_counter(&run, "rejected") == expected,
+            &format!("{mode}: every event counted as rejected"),
+        );
+        assert_function_unharmed(&run);
+    }
+}

@@ -17,6 +17,7 @@
 //! a request in flight are settled by its receipt, never by the eviction that may free their
 //! batch meanwhile: the eviction only notes how many of them can no longer be re-sent.
 
+mod answer;
 mod output;
 pub mod sender;
 
@@ -311,12 +312,25 @@ impl Delivery {
                 output.retry_pause = RETRY_PAUSE;
                 output.health(Health::Sending, "");
             }
+            Outcome::Partial { rejected, message } => {
+                // The request was accepted; the items it rejected are counted apart (they are
+                // log records, data points or spans, not our events).
+                add(&mut c.sent, f.events);
+                add(&mut c.sent_bytes, bytes);
+                add(&mut c.partially_rejected, rejected);
+                output.retry_at = None;
+                output.retry_pause = RETRY_PAUSE;
+                output.health(
+                    Health::Partial,
+                    &format!("{rejected} items rejected: {message:?}"),
+                );
+            }
             Outcome::Rejected(status) => {
                 add(&mut c.failed_sends, 1);
                 add(&mut c.rejected, f.events);
                 output.health(Health::Refused, &format!("HTTP {status}"));
             }
-            Outcome::Retry(why) => {
+            Outcome::Retry { why, after } => {
                 add(&mut c.failed_sends, 1);
                 // Send these again, except what the full buffer dropped meanwhile.
                 add(&mut c.dropped, f.evicted);
@@ -324,7 +338,8 @@ impl Delivery {
                 if from < f.end {
                     output.cursor = from;
                 }
-                output.retry_at = Some(Instant::now() + output.retry_pause);
+                let pause = after.map_or(output.retry_pause, |a| a.max(output.retry_pause));
+                output.retry_at = Some(Instant::now() + pause);
                 output.retry_pause = (output.retry_pause * 2).min(RETRY_PAUSE_CAP);
                 output.health(Health::Failing, &why);
             }

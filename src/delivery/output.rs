@@ -24,6 +24,8 @@ pub enum Health {
     Sending,
     Failing,
     Refused,
+    /// Accepted with part of it rejected (OTLP partial success).
+    Partial,
     NoThread,
 }
 
@@ -59,6 +61,10 @@ impl Output {
             Health::Refused => {
                 warn!("{name}: backend refused events ({detail}); not retried (counted)")
             }
+            Health::Partial => warn!(
+                "{name}: backend accepted a request but rejected part of it ({detail}); not \
+                 retried (counted as partially_rejected)"
+            ),
             Health::NoThread => warn!("{name}: no sender thread ({detail}); kept (counted)"),
         }
         self.health = health;

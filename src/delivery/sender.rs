@@ -5,13 +5,17 @@
 //! is built on the first request, never during Init (SPEC.md trap 9). Every call is bounded:
 //! by the output's timeout, and by the request's deadline (the flush budget, or the SHUTDOWN
 //! deadline). A connection that died while the environment was frozen is retried once at once
-//! on a fresh connection (trap 6); 5xx, 429 and 408 are retried with capped backoff until the
-//! deadline, then handed back to be re-queued; any other 4xx is final.
+//! on a fresh connection (trap 6). As the OTLP specification says, only 429, 502, 503, 504 and
+//! connection failures or timeouts are retried, with capped backoff, or after the answer's
+//! `Retry-After` when it gives one, until the deadline; then the request is handed back to be
+//! re-queued. Any other 4xx or 5xx is final. A 2xx may still reject part of an OTLP request
+//! (`partialSuccess`): that is counted, not retried (see `answer`).
 
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::answer;
 use crate::config::outputs::Secret;
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::Endpoint;
@@ -102,34 +106,55 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, request: &Request) -> Outc
     loop {
         let left = request.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Outcome::Retry("deadline reached".to_string());
+            return Outcome::Retry {
+                why: "deadline reached".to_string(),
+                after: None,
+            };
         }
-        let why = match attempt(agent, endpoint, request, left.min(endpoint.timeout)) {
-            Ok(status) if (200..300).contains(&status) => return Outcome::Sent,
-            Ok(status) if status == 408 || status == 429 || status >= 500 => {
-                format!("HTTP {status}")
+        let (why, after) = match attempt(agent, endpoint, request, left.min(endpoint.timeout)) {
+            Ok(a) if (200..300).contains(&a.status) => {
+                return match a.partial {
+                    Some(p) => Outcome::Partial {
+                        rejected: p.rejected,
+                        message: p.message,
+                    },
+                    None => Outcome::Sent,
+                };
             }
-            Ok(status) => return Outcome::Rejected(status),
+            Ok(a) if answer::retryable(a.status) => (format!("HTTP {}", a.status), a.retry_after),
+            Ok(a) => return Outcome::Rejected(a.status),
             Err(e) if is_dead_connection(&e) && !fresh_connection_tried => {
                 fresh_connection_tried = true;
                 continue;
             }
-            Err(e) => e.to_string(),
+            Err(e) => (e.to_string(), None),
         };
-        if Instant::now() + backoff >= request.deadline {
-            return Outcome::Retry(why);
+        // The server's word on when to come back beats our backoff, within the deadline.
+        let pause = after.unwrap_or(backoff);
+        if Instant::now() + pause >= request.deadline {
+            return Outcome::Retry { why, after };
         }
-        std::thread::sleep(backoff);
+        std::thread::sleep(pause);
         backoff = (backoff * 2).min(BACKOFF_CAP);
     }
 }
+
+/// What one attempt's answer said.
+struct Answered {
+    status: u16,
+    retry_after: Option<Duration>,
+    partial: Option<answer::Partial>,
+}
+
+/// Most of an answer's body that is read: enough for any `partialSuccess`.
+const ANSWER_BYTES: u64 = 64 * 1024;
 
 fn attempt(
     agent: &ureq::Agent,
     endpoint: &Endpoint,
     request: &Request,
     timeout: Duration,
-) -> Result<u16, ureq::Error> {
+) -> Result<Answered, ureq::Error> {
     let mut call = agent
         .post(&endpoint.url)
         .config()
@@ -140,13 +165,29 @@ fn attempt(
         call = call.header(name.as_str(), value.as_str());
     }
     let mut response = call.send(&request.body[..])?;
-    // Read the (small) answer so the connection can be reused.
-    let _ = response
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| answer::retry_after(v, SystemTime::now()));
+    // Read the (small) answer, bounded, so the connection can be reused.
+    let body = response
         .body_mut()
         .with_config()
-        .limit(64 * 1024)
-        .read_to_vec();
-    Ok(response.status().as_u16())
+        .limit(ANSWER_BYTES)
+        .read_to_vec()
+        .unwrap_or_default();
+    // Only OTLP answers carry a partial success.
+    let otlp = endpoint.content_type == "application/json";
+    let partial = (otlp && (200..300).contains(&status))
+        .then(|| answer::partial_success(&body))
+        .flatten();
+    Ok(Answered {
+        status,
+        retry_after,
+        partial,
+    })
 }
 
 /// A pooled connection that went away, typically across a freeze.

@@ -180,7 +180,13 @@ fn events_evicted_while_in_flight_are_counted_once() {
     // Output a's request is accepted: its 2 events are sent, not dropped.
     d.delivered(receipt(0, Outcome::Sent));
     // Output b's fails after its batch was evicted: those 2 are dropped, counted once.
-    d.delivered(receipt(1, Outcome::Retry("HTTP 503".into())));
+    d.delivered(receipt(
+        1,
+        Outcome::Retry {
+            why: "HTTP 503".into(),
+            after: None,
+        },
+    ));
     // The reports output is still waiting at the hard stop.
     d.abandon();
     for (name, c) in d.counters() {
@@ -203,7 +209,13 @@ fn a_retry_after_eviction_does_not_count_the_gap_again() {
         let (b, kept) = batch(2);
         d.push(b, kept);
     }
-    d.delivered(receipt(1, Outcome::Retry("hang".into())));
+    d.delivered(receipt(
+        1,
+        Outcome::Retry {
+            why: "hang".into(),
+            after: None,
+        },
+    ));
     d.abandon();
     let c = counters(&d, 1);
     assert_eq!((c.received, c.dropped, c.sent), (10, 10, 0), "{c:?}");
@@ -216,7 +228,13 @@ fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
     let (b, kept) = batch(4);
     d.push(b, kept);
     in_flight(&mut d, 0, 4);
-    d.delivered(receipt(0, Outcome::Retry("HTTP 503".into())));
+    d.delivered(receipt(
+        0,
+        Outcome::Retry {
+            why: "HTTP 503".into(),
+            after: None,
+        },
+    ));
     in_flight(&mut d, 1, 4);
     d.delivered(receipt(1, Outcome::Rejected(400)));
     assert_eq!((counters(&d, 0).sent, counters(&d, 0).failed_sends), (0, 1));
@@ -267,7 +285,10 @@ fn counters_balance_under_any_interleaving() {
                     let outcome = match next() % 3 {
                         0 => Outcome::Sent,
                         1 => Outcome::Rejected(400),
-                        _ => Outcome::Retry("x".into()),
+                        _ => Outcome::Retry {
+                            why: "x".into(),
+                            after: None,
+                        },
                     };
                     d.delivered(receipt(i, outcome));
                 }
@@ -277,4 +298,38 @@ fn counters_balance_under_any_interleaving() {
         d.abandon();
         assert_balanced(&d);
     }
+}
+
+#[test]
+fn a_partial_success_is_sent_and_its_rejected_items_counted_apart() {
+    let mut d = delivery(1 << 20);
+    let (b, kept) = batch(4);
+    d.push(b, kept);
+    in_flight(&mut d, 0, 4);
+    let outcome = Outcome::Partial {
+        rejected: 7,
+        message: "quota".into(),
+    };
+    d.delivered(receipt(0, outcome));
+    let c = counters(&d, 0);
+    assert_eq!((c.sent, c.partially_rejected, c.failed_sends), (4, 7, 0));
+    assert!(d.outputs[0].retry_at.is_none(), "not retried");
+    d.abandon();
+    assert_balanced(&d);
+}
+
+#[test]
+fn a_retry_waits_at_least_as_long_as_the_backend_asked() {
+    let mut d = delivery(1 << 20);
+    let (b, kept) = batch(2);
+    d.push(b, kept);
+    in_flight(&mut d, 0, 2);
+    let asked = Duration::from_secs(30);
+    let before = Instant::now();
+    let outcome = Outcome::Retry {
+        why: "HTTP 429".into(),
+        after: Some(asked),
+    };
+    d.delivered(receipt(0, outcome));
+    assert!(d.outputs[0].retry_at.unwrap() >= before + asked);
 }

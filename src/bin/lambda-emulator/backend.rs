@@ -2,13 +2,16 @@
 //! TCP so it can misbehave exactly: answer 200 (`healthy`), always answer a status
 //! (`status:503`), fail the first K requests and then recover (`fail:503:2`), read a request
 //! and never answer (`hang`), close every connection after one answer so a pooled connection
-//! is dead on reuse, as after a freeze (`reset`), or not exist at all (`down`).
-//! Every request it reads is recorded for the report.
+//! is dead on reuse, as after a freeze (`reset`), or not exist at all (`down`). It can throttle
+//! the first K requests with 429 and `Retry-After: S` (`retry-after:S:K`), or accept every
+//! request while saying it rejected N items of it (`partial:N`, OTLP's partial success).
+//! Every request it reads is recorded for the report, with when it came (`at_ms`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -21,6 +24,8 @@ pub enum Mode {
     Hang,
     Reset,
     Down,
+    RetryAfter { seconds: u64, times: usize },
+    Partial(u64),
 }
 
 impl Mode {
@@ -36,6 +41,19 @@ impl Mode {
             ["reset"] => Ok(Mode::Reset),
             ["down"] => Ok(Mode::Down),
             ["status", s] => Ok(Mode::Status(status(s)?)),
+            ["retry-after", s, n] => Ok(Mode::RetryAfter {
+                seconds: s
+                    .parse()
+                    .map_err(|_| format!("--backend {text}: {s:?} is not seconds"))?,
+                times: n
+                    .parse()
+                    .map_err(|_| format!("--backend {text}: {n:?} is not a count"))?,
+            }),
+            ["partial", n] => {
+                Ok(Mode::Partial(n.parse().map_err(|_| {
+                    format!("--backend {text}: {n:?} is not a count")
+                })?))
+            }
             ["fail", s, n] => Ok(Mode::Fail {
                 status: status(s)?,
                 times: n
@@ -43,7 +61,8 @@ impl Mode {
                     .map_err(|_| format!("--backend {text}: {n:?} is not a count"))?,
             }),
             _ => Err(format!(
-                "--backend {text:?}: expected healthy, status:N, fail:N:K, hang, reset or down"
+                "--backend {text:?}: expected healthy, status:N, fail:N:K, retry-after:S:K, \
+                 partial:N, hang, reset or down"
             )),
         }
     }
@@ -67,10 +86,11 @@ impl Backend {
         } else {
             let (mode, requests) = (mode.clone(), requests.clone());
             let count = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     let (mode, requests, count) = (mode.clone(), requests.clone(), count.clone());
-                    std::thread::spawn(move || serve(stream, &mode, &requests, &count));
+                    std::thread::spawn(move || serve(stream, &mode, &requests, &count, started));
                 }
             });
         }
@@ -99,7 +119,13 @@ impl Backend {
     }
 }
 
-fn serve(stream: TcpStream, mode: &Mode, requests: &Mutex<Vec<Value>>, count: &AtomicUsize) {
+fn serve(
+    stream: TcpStream,
+    mode: &Mode,
+    requests: &Mutex<Vec<Value>>,
+    count: &AtomicUsize,
+    started: Instant,
+) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -111,10 +137,13 @@ fn serve(stream: TcpStream, mode: &Mode, requests: &Mutex<Vec<Value>>, count: &A
             Mode::Status(s) => *s,
             Mode::Fail { status, times } if n < *times => *status,
             Mode::Fail { .. } => 200,
+            Mode::RetryAfter { times, .. } if n < *times => 429,
+            Mode::RetryAfter { .. } | Mode::Partial(_) => 200,
             Mode::Hang | Mode::Down => 0,
         };
         let mut record = request;
         record["status"] = json!(status);
+        record["at_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -125,8 +154,21 @@ fn serve(stream: TcpStream, mode: &Mode, requests: &Mutex<Vec<Value>>, count: &A
                 std::thread::park();
             }
         }
+        let (extra, body) = match mode {
+            Mode::RetryAfter { seconds, .. } if status == 429 => {
+                (format!("Retry-After: {seconds}\r\n"), "ok".to_string())
+            }
+            Mode::Partial(n) => (
+                "Content-Type: application/json\r\n".to_string(),
+                format!(
+                    r#"{{"partialSuccess":{{"rejectedLogRecords":"{n}","errorMessage":"over quota"}}}}"#
+                ),
+            ),
+            _ => ("Content-Type: text/plain\r\n".to_string(), "ok".to_string()),
+        };
         let answer = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+            "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
         );
         if writer.write_all(answer.as_bytes()).is_err() || *mode == Mode::Reset {
             return;

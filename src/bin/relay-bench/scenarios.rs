@@ -78,6 +78,7 @@ pub fn outputs(args: &Args) -> Result<(), String> {
                 .filter_map(|l| {
                     l.split(" dropped=")
                         .nth(1)
+                        .and_then(|n| n.split(' ').next())
                         .and_then(|n| n.trim().parse::<u64>().ok())
                 })
                 .sum::<u64>();
