@@ -23,6 +23,26 @@ fn config_mistakes_reach_init_error() {
             "TELEMETRY_RELAY_STDOUT_FORMAT=yaml",
             "expected text (default), json or none",
         ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+            "OTLP over HTTP only, not gRPC (use the collector's HTTP port, usually 4318)",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"grpc\" is not valid",
+        ),
+        (
+            "OTEL_TRACES_EXPORTER=zipkin",
+            "OTEL_TRACES_EXPORTER=\"zipkin\" is not valid: expected otlp (default) or none",
+        ),
+        (
+            "OTEL_SDK_DISABLED=yes",
+            "OTEL_SDK_DISABLED=\"yes\" is not valid: expected true",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=5s",
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=\"5s\" is not valid: expected a whole number",
+        ),
     ];
     for (env, message) in cases {
         let run = Run::new(&["--env", env]);

@@ -208,3 +208,35 @@ fn a_partial_success_is_counted_and_not_retried() {
     run.check(warnings == 1, "warned once, with the backend's message");
     run.assert_clean_exit();
 }
+
+#[test]
+fn the_standard_switches_turn_signals_off() {
+    let sent = |extra: &[&str]| {
+        let mut args = vec![
+            "--invokes",
+            "1",
+            "--backend",
+            "healthy",
+            "--env",
+            "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+        ];
+        args.extend_from_slice(extra);
+        let run = Run::new(&args);
+        run.assert_clean_exit();
+        let paths: std::collections::BTreeSet<String> = run.report["backend"]["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["path"].as_str().map(str::to_string))
+            .collect();
+        paths
+    };
+    assert!(sent(&["--env", "OTEL_SDK_DISABLED=true"]).is_empty());
+    let logs_only = sent(&[
+        "--env",
+        "OTEL_METRICS_EXPORTER=none",
+        "--env",
+        "OTEL_TRACES_EXPORTER=none",
+    ]);
+    assert_eq!(logs_only.into_iter().collect::<Vec<_>>(), ["/v1/logs"]);
+}

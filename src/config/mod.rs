@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use crate::log::Level;
 
+pub mod otlp;
 pub mod outputs;
 pub use outputs::Outputs;
 

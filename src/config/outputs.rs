@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::otlp::RESOURCE_ATTRIBUTES;
 use super::{ConfigError, invalid, parse_range, value_of};
 
 pub const BUFFER_BYTES: &str = "TELEMETRY_RELAY_BUFFER_BYTES";
@@ -16,28 +17,6 @@ pub const FLUSH_BUDGET_MS: &str = "TELEMETRY_RELAY_FLUSH_BUDGET_MS";
 pub const HTTP_URL: &str = "TELEMETRY_RELAY_HTTP_URL";
 pub const HTTP_HEADERS: &str = "TELEMETRY_RELAY_HTTP_HEADERS";
 pub const HTTP_TIMEOUT_MS: &str = "TELEMETRY_RELAY_HTTP_TIMEOUT_MS";
-pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-pub const OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
-pub const OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
-pub const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-pub const OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-pub const OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-pub const OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
-pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
-
-/// OpenTelemetry over OTLP/HTTP with JSON encoding; a signal without a URL is not sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpOutput {
-    pub logs_url: Option<String>,
-    pub metrics_url: Option<String>,
-    pub traces_url: Option<String>,
-    pub headers: Vec<(String, Secret)>,
-    pub timeout: Duration,
-    pub service_name: Option<String>,
-    /// `OTEL_RESOURCE_ATTRIBUTES`, decoded; they override ours.
-    pub resource_attributes: Vec<(String, String)>,
-}
 
 pub const EMF: &str = "TELEMETRY_RELAY_EMF";
 pub const EMF_NAMESPACE: &str = "TELEMETRY_RELAY_EMF_NAMESPACE";
@@ -103,7 +82,7 @@ pub struct Outputs {
     pub flush_budget: Duration,
     pub http: Option<HttpOutput>,
     pub emf: Option<EmfOutput>,
-    pub otlp: Option<OtlpOutput>,
+    pub otlp: Option<super::otlp::OtlpOutput>,
 }
 
 impl Outputs {
@@ -141,7 +120,7 @@ impl Outputs {
             }
         };
         Ok(Outputs {
-            otlp: parse_otlp(env)?,
+            otlp: super::otlp::parse(env)?,
             emf,
             buffer_bytes,
             flush: parse_flush(get(FLUSH))?,
@@ -152,51 +131,12 @@ impl Outputs {
 }
 
 /// A per-call timeout in milliseconds, 10 ms to 10 minutes.
-fn parse_timeout(
+pub(super) fn parse_timeout(
     var: &'static str,
     value: Option<&str>,
     default_ms: u64,
 ) -> Result<Duration, ConfigError> {
     parse_range(value, var, default_ms, 10, 600_000).map(Duration::from_millis)
-}
-
-fn parse_otlp(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, ConfigError> {
-    let get = |name: &str| value_of(env, name);
-    if let Some(protocol) = get(OTLP_PROTOCOL)
-        && protocol != "http/json"
-    {
-        return Err(invalid(
-            OTLP_PROTOCOL,
-            protocol,
-            "expected http/json: this extension sends OTLP/HTTP with JSON encoding only",
-        ));
-    }
-    let base = get(OTLP_ENDPOINT)
-        .map(|v| parse_url(OTLP_ENDPOINT, v))
-        .transpose()?;
-    // The spec: a signal's own variable is used as it is; the base gets /v1/<signal> appended.
-    let signal = |var: &'static str, path: &str| -> Result<Option<String>, ConfigError> {
-        match get(var) {
-            Some(url) => parse_url(var, url).map(Some),
-            None => Ok(base
-                .as_ref()
-                .map(|b| format!("{}/v1/{path}", b.trim_end_matches('/')))),
-        }
-    };
-    let otlp = OtlpOutput {
-        logs_url: signal(OTLP_LOGS_ENDPOINT, "logs")?,
-        metrics_url: signal(OTLP_METRICS_ENDPOINT, "metrics")?,
-        traces_url: signal(OTLP_TRACES_ENDPOINT, "traces")?,
-        headers: parse_headers(OTLP_HEADERS, get(OTLP_HEADERS))?,
-        timeout: parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?,
-        service_name: get(SERVICE_NAME).map(str::to_string),
-        resource_attributes: parse_headers(RESOURCE_ATTRIBUTES, get(RESOURCE_ATTRIBUTES))?
-            .into_iter()
-            .map(|(k, Secret(v))| (k, v))
-            .collect(),
-    };
-    let any = otlp.logs_url.is_some() || otlp.metrics_url.is_some() || otlp.traces_url.is_some();
-    Ok(any.then_some(otlp))
 }
 
 fn parse_namespace(value: Option<&str>) -> Result<String, ConfigError> {
@@ -369,6 +309,7 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::otlp::{OTLP_ENDPOINT, OTLP_HEADERS};
 
     fn outputs(pairs: &[(&str, &str)]) -> Result<Outputs, ConfigError> {
         Outputs::parse(
@@ -503,48 +444,6 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn otlp_from_the_standard_variables() {
-        let o = outputs(&[
-            (OTLP_ENDPOINT, "http://collector:4318/"),
-            (OTLP_TRACES_ENDPOINT, "http://tempo:4318/custom/traces"),
-            (OTLP_HEADERS, "x-honeycomb-team=s3cr3t"),
-            (SERVICE_NAME, "checkout"),
-            (
-                RESOURCE_ATTRIBUTES,
-                "deployment.environment=prod,team=pay%20ments",
-            ),
-        ])
-        .unwrap()
-        .otlp
-        .unwrap();
-        assert_eq!(o.logs_url.as_deref(), Some("http://collector:4318/v1/logs"));
-        assert_eq!(
-            o.metrics_url.as_deref(),
-            Some("http://collector:4318/v1/metrics")
-        );
-        assert_eq!(
-            o.traces_url.as_deref(),
-            Some("http://tempo:4318/custom/traces")
-        );
-        assert_eq!(o.timeout, Duration::from_secs(10));
-        assert_eq!(o.service_name.as_deref(), Some("checkout"));
-        assert_eq!(
-            o.resource_attributes[1],
-            ("team".to_string(), "pay ments".to_string())
-        );
-        assert!(!format!("{o:?}").contains("s3cr3t"));
-        let only_logs = outputs(&[(OTLP_LOGS_ENDPOINT, "http://c:4318/v1/logs")])
-            .unwrap()
-            .otlp
-            .unwrap();
-        assert!(only_logs.metrics_url.is_none() && only_logs.traces_url.is_none());
-        let e = outputs(&[(OTLP_ENDPOINT, "http://c:4318"), (OTLP_PROTOCOL, "grpc")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("expected http/json"), "{e}");
     }
 
     #[test]

@@ -297,7 +297,11 @@ impl Relay {
 /// output.
 fn request_budget(config: &Config) -> Duration {
     let http = config.outputs.http.as_ref().map(|h| h.timeout);
-    let otlp = config.outputs.otlp.as_ref().map(|o| o.timeout);
+    let otlp = config
+        .outputs
+        .otlp
+        .iter()
+        .flat_map(|o| o.signals().map(|s| s.timeout));
     http.into_iter().chain(otlp).max().unwrap_or_default() * 3
 }
 

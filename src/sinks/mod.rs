@@ -84,23 +84,29 @@ pub fn build(config: &Config) -> Sinks {
     }
     if let Some(o) = &config.outputs.otlp {
         let common = otlp::Common::new(config);
-        if let Some(url) = &o.logs_url {
+        if let Some(s) = &o.logs {
             let logs = otlp::logs::Logs::new(common.clone(), config.managed_instances);
-            add("otlp-logs", Box::new(logs), url, &o.headers, o.timeout);
+            add("otlp-logs", Box::new(logs), &s.url, &s.headers, s.timeout);
         }
-        if let Some(url) = &o.metrics_url {
+        if let Some(s) = &o.metrics {
             let metrics = otlp::metrics::Metrics::new(common.clone());
             add(
                 "otlp-metrics",
                 Box::new(metrics),
-                url,
-                &o.headers,
-                o.timeout,
+                &s.url,
+                &s.headers,
+                s.timeout,
             );
         }
-        if let Some(url) = &o.traces_url {
+        if let Some(s) = &o.traces {
             let traces = otlp::traces::Traces::new(common);
-            add("otlp-traces", Box::new(traces), url, &o.headers, o.timeout);
+            add(
+                "otlp-traces",
+                Box::new(traces),
+                &s.url,
+                &s.headers,
+                s.timeout,
+            );
         }
     }
     Sinks {
