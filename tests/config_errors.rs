@@ -36,6 +36,10 @@ fn config_mistakes_reach_init_error() {
             "OTEL_TRACES_EXPORTER=\"zipkin\" is not valid: expected otlp (default) or none",
         ),
         (
+            "OTEL_EXPORTER_OTLP_COMPRESSION=zstd",
+            "OTEL_EXPORTER_OTLP_COMPRESSION=\"zstd\" is not valid: expected gzip or none (default)",
+        ),
+        (
             "OTEL_SDK_DISABLED=yes",
             "OTEL_SDK_DISABLED=\"yes\" is not valid: expected true",
         ),

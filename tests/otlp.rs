@@ -78,9 +78,39 @@ fn items<'a>(bodies: &'a [Value], resources: &str, scopes: &str, list: &str) -> 
 
 #[test]
 fn every_signal_is_valid_otlp_and_complete() {
-    let run = run(&[]);
-    validate(&run);
-    let logs = bodies(&run, "logs");
+    check_complete(&run(&[]));
+}
+
+#[test]
+fn gzipped_requests_are_valid_gzip_and_carry_the_same_content() {
+    let run = run(&["--env", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip"]);
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    run.check(
+        !requests.is_empty()
+            && requests
+                .iter()
+                .all(|r| r["headers"]["content-encoding"] == "gzip"),
+        "every request is gzipped",
+    );
+    let smaller = requests.iter().all(|r| {
+        r["wire_bytes"].as_u64().unwrap_or(u64::MAX) < r["body"].as_str().map_or(0, str::len) as u64
+    });
+    run.check(smaller, "and smaller than its content");
+    let raw: Vec<Value> = requests
+        .iter()
+        .map(|r| json!({"raw_hex": r["raw_hex"], "body": r["body"]}))
+        .collect();
+    validate_with(&run, "gunzip.py", &serde_json::to_string(&raw).unwrap());
+    check_complete(&run);
+}
+
+/// Every request valid by the official messages, and every signal complete.
+fn check_complete(run: &Run) {
+    validate(run);
+    let logs = bodies(run, "logs");
     let records = items(&logs, "resourceLogs", "scopeLogs", "logRecords");
     let expected = without_own_echoes(&run.delivered()).len();
     run.check(
@@ -100,7 +130,7 @@ fn every_signal_is_valid_otlp_and_complete() {
             &format!("resource has {attribute}"),
         );
     }
-    let traces = bodies(&run, "traces");
+    let traces = bodies(run, "traces");
     let spans = items(&traces, "resourceSpans", "scopeSpans", "spans");
     let invocations: Vec<&&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
     run.check(invocations.len() == 3, "one span per invocation");
@@ -113,7 +143,7 @@ fn every_signal_is_valid_otlp_and_complete() {
         "the failed one has an error status",
     );
     run.check(spans.iter().any(|s| s["name"] == "init"), "an init span");
-    let metric_bodies = bodies(&run, "metrics");
+    let metric_bodies = bodies(run, "metrics");
     let metrics = items(&metric_bodies, "resourceMetrics", "scopeMetrics", "metrics");
     let invocations: u64 = metrics
         .iter()

@@ -5,19 +5,20 @@
 //! Per signal: the endpoint (`OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT` as given, or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/<signal>`), headers, timeout and protocol, each
 //! signal's own variable winning over the general one. `OTEL_SDK_DISABLED=true` turns every
-//! signal off, `OTEL_<SIGNAL>_EXPORTER=none` one of them. Only OTLP/HTTP with JSON encoding is
+//! signal off, `OTEL_<SIGNAL>_EXPORTER=none` one of them. `…_COMPRESSION=gzip` gzips bodies. Only OTLP/HTTP with JSON encoding is
 //! sent today: `grpc` and `http/protobuf` are Init errors that say so.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::outputs::{Secret, parse_headers, parse_timeout, parse_url};
+use super::outputs::{Secret, parse_compression, parse_headers, parse_timeout, parse_url};
 use super::{ConfigError, invalid, value_of};
 
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 pub const OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub const OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -29,6 +30,7 @@ struct SignalVars {
     headers: &'static str,
     timeout: &'static str,
     protocol: &'static str,
+    compression: &'static str,
     exporter: &'static str,
 }
 
@@ -38,6 +40,7 @@ const LOGS: SignalVars = SignalVars {
     headers: "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
     exporter: "OTEL_LOGS_EXPORTER",
 };
 const METRICS: SignalVars = SignalVars {
@@ -46,6 +49,7 @@ const METRICS: SignalVars = SignalVars {
     headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
     protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
     exporter: "OTEL_METRICS_EXPORTER",
 };
 const TRACES: SignalVars = SignalVars {
@@ -54,6 +58,7 @@ const TRACES: SignalVars = SignalVars {
     headers: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     timeout: "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     exporter: "OTEL_TRACES_EXPORTER",
 };
 
@@ -63,6 +68,8 @@ pub struct Signal {
     pub url: String,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
+    /// Bodies are sent gzipped (`Content-Encoding: gzip`).
+    pub gzip: bool,
 }
 
 /// OpenTelemetry over OTLP/HTTP with JSON encoding; a signal that is off is `None`.
@@ -107,6 +114,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
     protocol(OTLP_PROTOCOL, get(OTLP_PROTOCOL))?;
     let headers = parse_headers(OTLP_HEADERS, get(OTLP_HEADERS))?;
     let timeout = parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?;
+    let gzip = parse_compression(OTLP_COMPRESSION, get(OTLP_COMPRESSION))?.unwrap_or(false);
     let signal = |vars: &SignalVars| -> Result<Option<Signal>, ConfigError> {
         if !exporter_on(vars.exporter, get(vars.exporter))? {
             return Ok(None);
@@ -121,6 +129,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             Some(own) => parse_timeout(vars.timeout, Some(own), 10_000)?,
             None => timeout,
         };
+        let gzip = parse_compression(vars.compression, get(vars.compression))?.unwrap_or(gzip);
         // The spec: a signal's own endpoint is used as it is; the base gets /v1/<signal>.
         let url = match get(vars.endpoint) {
             Some(url) => parse_url(vars.endpoint, url)?,
@@ -133,6 +142,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             url,
             headers,
             timeout,
+            gzip,
         }))
     };
     let otlp = OtlpOutput {
@@ -254,6 +264,18 @@ mod tests {
         let timeout = |s: &Option<Signal>| s.as_ref().map(|s| s.timeout);
         assert_eq!(timeout(&o.logs), Some(Duration::from_millis(2000)));
         assert_eq!(timeout(&o.traces), Some(Duration::from_millis(500)));
+        let gz = otlp(&[
+            (OTLP_ENDPOINT, "http://c:4318"),
+            (OTLP_COMPRESSION, "gzip"),
+            (LOGS.compression, "none"),
+        ])
+        .unwrap()
+        .unwrap();
+        let gzip = |s: &Option<Signal>| s.as_ref().map(|s| s.gzip);
+        assert_eq!(
+            (gzip(&gz.logs), gzip(&gz.metrics), gzip(&gz.traces)),
+            (Some(false), Some(true), Some(true))
+        );
     }
 
     #[test]
@@ -285,6 +307,12 @@ mod tests {
             (SDK_DISABLED, "yes", "expected true"),
             (METRICS.timeout, "5s", "expected a whole number"),
             (METRICS.headers, "x=a%00", "control character"),
+            (OTLP_COMPRESSION, "zstd", "expected gzip or none (default)"),
+            (
+                TRACES.compression,
+                "deflate",
+                "expected gzip or none (default)",
+            ),
         ];
         for (var, value, says) in cases {
             let e = otlp(&[base, (var, value)]).unwrap_err().to_string();

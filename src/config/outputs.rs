@@ -17,6 +17,7 @@ pub const FLUSH_BUDGET_MS: &str = "TELEMETRY_RELAY_FLUSH_BUDGET_MS";
 pub const HTTP_URL: &str = "TELEMETRY_RELAY_HTTP_URL";
 pub const HTTP_HEADERS: &str = "TELEMETRY_RELAY_HTTP_HEADERS";
 pub const HTTP_TIMEOUT_MS: &str = "TELEMETRY_RELAY_HTTP_TIMEOUT_MS";
+pub const HTTP_COMPRESSION: &str = "TELEMETRY_RELAY_HTTP_COMPRESSION";
 
 pub const EMF: &str = "TELEMETRY_RELAY_EMF";
 pub const EMF_NAMESPACE: &str = "TELEMETRY_RELAY_EMF_NAMESPACE";
@@ -72,6 +73,8 @@ pub struct HttpOutput {
     pub url: String,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
+    /// Bodies are sent gzipped (`Content-Encoding: gzip`).
+    pub gzip: bool,
 }
 
 /// The pipeline between the relay and the network outputs.
@@ -103,6 +106,7 @@ impl Outputs {
                 url: parse_url(HTTP_URL, url)?,
                 headers: parse_headers(HTTP_HEADERS, get(HTTP_HEADERS))?,
                 timeout: parse_timeout(HTTP_TIMEOUT_MS, get(HTTP_TIMEOUT_MS), 5000)?,
+                gzip: parse_compression(HTTP_COMPRESSION, get(HTTP_COMPRESSION))?.unwrap_or(false),
             }),
         };
         let emf = match get(EMF).map(str::to_ascii_lowercase).as_deref() {
@@ -127,6 +131,23 @@ impl Outputs {
             flush_budget: Duration::from_millis(flush_budget_ms),
             http,
         })
+    }
+}
+
+/// `gzip` or `none`; `None` when unset.
+pub(super) fn parse_compression(
+    var: &'static str,
+    value: Option<&str>,
+) -> Result<Option<bool>, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("gzip") => Ok(Some(true)),
+        Some("none") => Ok(Some(false)),
+        Some(_) => Err(invalid(
+            var,
+            value.unwrap_or_default(),
+            "expected gzip or none (default)",
+        )),
     }
 }
 

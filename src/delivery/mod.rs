@@ -18,6 +18,7 @@
 //! batch meanwhile: the eviction only notes how many of them can no longer be re-sent.
 
 mod answer;
+mod gzip;
 mod output;
 pub mod sender;
 

@@ -15,7 +15,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::answer;
+use super::{answer, gzip};
 use crate::config::outputs::Secret;
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::Endpoint;
@@ -70,20 +70,34 @@ impl SenderThread {
 
 fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Sender<Msg>) {
     let mut agent = None;
+    // The gzipped body, reused; compressing here keeps the relay thread free of it.
+    let mut gzipped = Vec::new();
     while let Ok(request) = rx.recv() {
         let agent = agent.get_or_insert_with(build_agent);
-        let outcome = send(agent, endpoint, &request);
+        let wire = if endpoint.gzip {
+            gzip::compress(&request.body, &mut gzipped);
+            &gzipped[..]
+        } else {
+            &request.body[..]
+        };
+        let outcome = send(agent, endpoint, wire, request.deadline);
         let receipt = Receipt {
             output: index,
-            bytes: request.body.len() as u64,
+            bytes: wire.len() as u64,
             outcome,
             body: request.body,
         };
+        if gzipped.capacity() > KEEP_GZIPPED_BYTES {
+            gzipped = Vec::new();
+        }
         if results.send(Msg::Delivered(receipt)).is_err() {
             return;
         }
     }
 }
+
+/// A gzip buffer bigger than this is not kept for the next request.
+const KEEP_GZIPPED_BYTES: usize = 256 * 1024;
 
 /// Read and write buffer of each output's client: ureq's 128 KiB defaults, four outputs over,
 /// would be a megabyte; bodies stream through and response headers are small.
@@ -100,18 +114,18 @@ fn build_agent() -> ureq::Agent {
 }
 
 /// POSTs `request`, retrying as the module doc says, never past its deadline.
-pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, request: &Request) -> Outcome {
+pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Instant) -> Outcome {
     let mut backoff = BACKOFF_START;
     let mut fresh_connection_tried = false;
     loop {
-        let left = request.deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Outcome::Retry {
                 why: "deadline reached".to_string(),
                 after: None,
             };
         }
-        let (why, after) = match attempt(agent, endpoint, request, left.min(endpoint.timeout)) {
+        let (why, after) = match attempt(agent, endpoint, body, left.min(endpoint.timeout)) {
             Ok(a) if (200..300).contains(&a.status) => {
                 return match a.partial {
                     Some(p) => Outcome::Partial {
@@ -131,7 +145,7 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, request: &Request) -> Outc
         };
         // The server's word on when to come back beats our backoff, within the deadline.
         let pause = after.unwrap_or(backoff);
-        if Instant::now() + pause >= request.deadline {
+        if Instant::now() + pause >= deadline {
             return Outcome::Retry { why, after };
         }
         std::thread::sleep(pause);
@@ -152,7 +166,7 @@ const ANSWER_BYTES: u64 = 64 * 1024;
 fn attempt(
     agent: &ureq::Agent,
     endpoint: &Endpoint,
-    request: &Request,
+    body: &[u8],
     timeout: Duration,
 ) -> Result<Answered, ureq::Error> {
     let mut call = agent
@@ -161,10 +175,13 @@ fn attempt(
         .timeout_global(Some(timeout))
         .build()
         .header("Content-Type", endpoint.content_type);
+    if endpoint.gzip {
+        call = call.header("Content-Encoding", "gzip");
+    }
     for (name, Secret(value)) in &endpoint.headers {
         call = call.header(name.as_str(), value.as_str());
     }
-    let mut response = call.send(&request.body[..])?;
+    let mut response = call.send(body)?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -172,7 +189,7 @@ fn attempt(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| answer::retry_after(v, SystemTime::now()));
     // Read the (small) answer, bounded, so the connection can be reused.
-    let body = response
+    let answer = response
         .body_mut()
         .with_config()
         .limit(ANSWER_BYTES)
@@ -181,7 +198,7 @@ fn attempt(
     // Only OTLP answers carry a partial success.
     let otlp = endpoint.content_type == "application/json";
     let partial = (otlp && (200..300).contains(&status))
-        .then(|| answer::partial_success(&body))
+        .then(|| answer::partial_success(&answer))
         .flatten();
     Ok(Answered {
         status,

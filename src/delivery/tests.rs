@@ -45,6 +45,7 @@ fn sink(name: &'static str, encoder: Box<dyn Encoder>) -> NetworkSink {
             headers: Vec::new(),
             content_type: "",
             timeout: Duration::from_millis(10),
+            gzip: false,
         },
     }
 }

@@ -41,6 +41,8 @@ pub struct Endpoint {
     pub headers: Vec<(String, Secret)>,
     pub content_type: &'static str,
     pub timeout: Duration,
+    /// Send bodies gzipped.
+    pub gzip: bool,
 }
 
 /// A network output: its name in logs and the summary, its format and its destination.
@@ -60,12 +62,13 @@ pub struct Sinks {
 /// Builds the sinks; cheap (no client, no I/O), so it may run at start.
 pub fn build(config: &Config) -> Sinks {
     let mut network = Vec::new();
-    let mut add = |name, encoder: Box<dyn Encoder>, url: &str, headers: &[_], timeout| {
+    let mut add = |name, encoder: Box<dyn Encoder>, url: &str, headers: &[_], timeout, gzip| {
         let endpoint = Endpoint {
             url: url.to_string(),
             headers: headers.to_vec(),
             content_type: encoder.content_type(),
             timeout,
+            gzip,
         };
         network.push(NetworkSink {
             name,
@@ -80,13 +83,21 @@ pub fn build(config: &Config) -> Sinks {
             &h.url,
             &h.headers,
             h.timeout,
+            h.gzip,
         );
     }
     if let Some(o) = &config.outputs.otlp {
         let common = otlp::Common::new(config);
         if let Some(s) = &o.logs {
             let logs = otlp::logs::Logs::new(common.clone(), config.managed_instances);
-            add("otlp-logs", Box::new(logs), &s.url, &s.headers, s.timeout);
+            add(
+                "otlp-logs",
+                Box::new(logs),
+                &s.url,
+                &s.headers,
+                s.timeout,
+                s.gzip,
+            );
         }
         if let Some(s) = &o.metrics {
             let metrics = otlp::metrics::Metrics::new(common.clone());
@@ -96,6 +107,7 @@ pub fn build(config: &Config) -> Sinks {
                 &s.url,
                 &s.headers,
                 s.timeout,
+                s.gzip,
             );
         }
         if let Some(s) = &o.traces {
@@ -106,6 +118,7 @@ pub fn build(config: &Config) -> Sinks {
                 &s.url,
                 &s.headers,
                 s.timeout,
+                s.gzip,
             );
         }
     }

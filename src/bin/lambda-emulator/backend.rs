@@ -204,5 +204,22 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Value> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some(json!({"path": path, "headers": headers, "body": String::from_utf8_lossy(&body)}))
+    let mut record = json!({"path": path, "headers": headers, "wire_bytes": length});
+    if record["headers"]["content-encoding"] == "gzip" {
+        // Decoded for the tests (miniz_oxide's inflate); the raw bytes go into the report too,
+        // for tests/validate/gzip.py to check with Python's own gzip.
+        record["raw_hex"] = json!(body.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        body = gunzip(&body).unwrap_or_default();
+    }
+    record["body"] = json!(String::from_utf8_lossy(&body));
+    Some(record)
+}
+
+/// The payload of a gzip stream without optional header fields (what the extension writes).
+fn gunzip(stream: &[u8]) -> Option<Vec<u8>> {
+    let flags = *stream.get(3)?;
+    let deflated = stream.get(10..stream.len().checked_sub(8)?)?;
+    (stream.get(..3)? == [0x1f, 0x8b, 8] && flags == 0)
+        .then(|| miniz_oxide::inflate::decompress_to_vec(deflated).ok())
+        .flatten()
 }
