@@ -123,6 +123,7 @@ fn main() -> Result<(), String> {
     cold::cold_starts(&args)?;
     scenarios::outputs(&args)?;
     scenarios::throughput(&args)?;
+    scenarios::otlp_cost(&args)?;
     bounds::memory_over_invocations(&args)?;
     bounds::hostile_clients(&args)?;
     sizes(&args)

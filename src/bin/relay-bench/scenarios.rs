@@ -128,3 +128,84 @@ pub fn throughput(args: &Args) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// OTLP's cost: bytes on the wire per event with and without gzip, and the extension's CPU
+/// with all three signals against stdout only, over a short and a long run (the marginal
+/// CPU per invocation is their difference over the extra invocations). Median of 3 runs.
+pub fn otlp_cost(args: &Args) -> Result<(), String> {
+    let otlp = [
+        "--backend",
+        "healthy",
+        "--env",
+        "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
+    ];
+    let gzip = ["--env", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip"];
+    let modes: [(&str, Vec<&str>); 3] = [
+        ("stdout only", Vec::new()),
+        ("OTLP JSON, none", otlp.to_vec()),
+        ("OTLP JSON, gzip", [&otlp[..], &gzip[..]].concat()),
+    ];
+    println!(
+        "\nOTLP cost (logs, metrics and traces), median of 3 runs:\n\n| mode | bytes on the wire \
+         per event | of the uncompressed | CPU, 20 invocations, ms | CPU per extra invocation \
+         (200 − 20), ms |\n|---|---|---|---|---|"
+    );
+    let mut base = (0.0, 0.0);
+    for (i, (name, extra)) in modes.iter().enumerate() {
+        let (mut cpu_short, mut cpu_long, mut per_event, mut ratio) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            for (invokes, cpu) in [("20", &mut cpu_short), ("200", &mut cpu_long)] {
+                let run: Vec<&str> = ["--invokes", invokes]
+                    .iter()
+                    .chain(extra)
+                    .copied()
+                    .collect();
+                let report = emulate(&args.emulator, &args.relay, &run)?;
+                cpu.extend(report["cpu_ms"].as_f64());
+                if invokes == "200" && i > 0 {
+                    let requests = report["backend"]["requests"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let wire: f64 = requests
+                        .iter()
+                        .filter_map(|r| r["wire_bytes"].as_f64())
+                        .sum();
+                    let content: f64 = requests
+                        .iter()
+                        .filter_map(|r| r["body"].as_str().map(|b| b.len() as f64))
+                        .sum();
+                    let events: usize = report["posts"].as_array().map_or(0, |p| {
+                        p.iter()
+                            .map(|p| p["events"].as_array().map_or(0, Vec::len))
+                            .sum()
+                    });
+                    per_event.push(wire / events.max(1) as f64);
+                    ratio.push(wire / content.max(1.0));
+                }
+            }
+        }
+        let short = percentile(&mut cpu_short, 0.5).unwrap_or(0.0);
+        let long = percentile(&mut cpu_long, 0.5).unwrap_or(0.0);
+        let marginal = (long - short) / 180.0;
+        if i == 0 {
+            base = (short, marginal);
+        }
+        let times = |x: f64, b: f64| {
+            if b > 0.0 {
+                format!(" ({:.2}×)", x / b)
+            } else {
+                String::new()
+            }
+        };
+        println!(
+            "| {name} | {} | {} | {short:.2}{} | {marginal:.4}{} |",
+            show(percentile(&mut per_event, 0.5)),
+            show(percentile(&mut ratio, 0.5)),
+            times(short, base.0),
+            times(marginal, base.1),
+        );
+    }
+    Ok(())
+}
