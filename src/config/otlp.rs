@@ -20,6 +20,7 @@ pub const OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 pub const OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+pub const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
@@ -115,6 +116,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
     let headers = parse_headers(OTLP_HEADERS, get(OTLP_HEADERS))?;
     let timeout = parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?;
     let gzip = parse_compression(OTLP_COMPRESSION, get(OTLP_COMPRESSION))?.unwrap_or(false);
+    temporality(get(TEMPORALITY))?;
     let signal = |vars: &SignalVars| -> Result<Option<Signal>, ConfigError> {
         if !exporter_on(vars.exporter, get(vars.exporter))? {
             return Ok(None);
@@ -168,6 +170,22 @@ fn exporter_on(var: &'static str, value: Option<&str>) -> Result<bool, ConfigErr
             var,
             value.unwrap_or_default(),
             "expected otlp (default) or none: this extension exports over OTLP only",
+        )),
+    }
+}
+
+/// Metrics are sent with delta temporality: an execution environment, and its counters, can
+/// end at any moment, so each export says what happened since the last one. `delta` and
+/// `lowmemory` (delta for the sums and histograms we send) are that; `cumulative` is refused.
+fn temporality(value: Option<&str>) -> Result<(), ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("delta" | "lowmemory") => Ok(()),
+        Some(_) => Err(invalid(
+            TEMPORALITY,
+            value.unwrap_or_default(),
+            "expected delta (default) or lowmemory: metrics are sent as deltas, since an \
+             execution environment and its counts can end at any moment (most backends \
+             accept delta; a collector's deltatocumulative processor converts)",
         )),
     }
 }
@@ -283,6 +301,8 @@ mod tests {
         let base = (OTLP_ENDPOINT, "http://c:4318");
         assert_eq!(otlp(&[base, (SDK_DISABLED, "TRUE")]).unwrap(), None);
         assert!(otlp(&[base, (SDK_DISABLED, "false")]).unwrap().is_some());
+        assert!(otlp(&[base, (TEMPORALITY, "Delta")]).unwrap().is_some());
+        assert!(otlp(&[base, (TEMPORALITY, "lowmemory")]).unwrap().is_some());
         let o = otlp(&[base, (LOGS.exporter, "none"), (TRACES.exporter, "none")])
             .unwrap()
             .unwrap();
