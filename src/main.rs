@@ -3,13 +3,13 @@
 //!
 //! This file is wiring, in the order of SPEC.md §3. Init is register → bind → subscribe →
 //! first `/next` and nothing else, because everything before the first `/next` is billed Init
-//! Duration: the threads started on the way are the relay, which then starts the listener (and
-//! with it tiny_http's own threads) while we already wait in `/next`, and the lifecycle thread
-//! that makes that `/next` call. The lifecycle loop runs on a thread of its own so that `main`
-//! can wait for whichever ends first: the lifecycle (SHUTDOWN, or a fatal Runtime API error)
-//! or the relay (drained, or a second SIGTERM while `/next` still blocks). `main` alone turns
-//! the outcome into Lambda error reports and the exit code; no other thread exits the process.
-//! See the README's "How it is built" for the threads and the one channel.
+//! Duration: the one thread started on the way is the lifecycle thread, which makes that
+//! `/next` call and every later one, while `main` goes on to run the relay (which starts the
+//! listener, and with it tiny_http's own threads). So `main` hears how the run ended from the
+//! relay: drained after SHUTDOWN, a second SIGTERM while `/next` still blocks, or a fatal
+//! Runtime API error the lifecycle thread passed on. `main` alone turns that into Lambda error
+//! reports and the exit code; no other thread exits the process. See the README's "How it is
+//! built" for the threads and the one channel.
 
 // Tests may unwrap and panic: a failed expectation is exactly what should stop them.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -54,7 +54,7 @@ enum Failure {
     Config(ConfigError),
     Listen { addr: SocketAddr, error: String },
     Thread(std::io::Error),
-    Next(LambdaError),
+    Next(String),
     RelayPanicked,
 }
 
@@ -89,12 +89,6 @@ impl fmt::Display for Failure {
             Failure::RelayPanicked => write!(f, "the relay thread stopped on a bug (a panic)"),
         }
     }
-}
-
-/// What the two long-running threads tell `main` when they end.
-enum Done {
-    Lifecycle(Result<(), LambdaError>),
-    Relay(Option<Ended>),
 }
 
 fn main() -> ExitCode {
@@ -155,7 +149,7 @@ fn start() -> ExitCode {
 }
 
 fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<Ended, Failure> {
-    // Init: bind, subscribe with the port the OS gave (SPEC.md trap 7), two threads, `/next`.
+    // Init: bind, subscribe with the port the OS gave (SPEC.md trap 7), one thread, `/next`.
     let socket = TcpListener::bind(config.listen).map_err(|e| Failure::Listen {
         addr: config.listen,
         error: e.to_string(),
@@ -171,33 +165,22 @@ fn run(api: &RuntimeApi, id: &str, name: &str, config: &Config) -> Result<Ended,
         }
         false => (None, None),
     };
-    let (done_tx, done_rx) = mpsc::channel();
-    let done = done_tx.clone();
-    let (relay_config, relay_tx) = (config.clone(), tx.clone());
-    let socket = subscribed.then_some(socket);
-    spawn("relay", move || {
-        // Built here: the outputs' set-up is not Init's business.
-        let relay = Relay::new(&relay_config, socket, relay_tx, flushed_tx);
-        // A panic is a bug; `main` reports it instead of hanging on a relay that is gone.
-        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| relay.run(rx)));
-        let _ = done.send(Done::Relay(ended.ok()));
-    })?;
-    let (api, id) = (api.clone(), id.to_string());
+    let (api, id, lifecycle_tx) = (api.clone(), id.to_string(), tx.clone());
     spawn("lifecycle", move || {
-        let result = lifecycle(&api, &id, &tx, flushed_rx.as_ref());
-        if let Ok(deadline) = result {
+        let msg = match lifecycle(&api, &id, &lifecycle_tx, flushed_rx.as_ref()) {
             // The relay waits for the last batch, bounded by the deadline.
-            let _ = tx.send(Msg::Shutdown { deadline });
-        }
-        let _ = done_tx.send(Done::Lifecycle(result.map(|_| ())));
+            Ok(deadline) => Msg::Shutdown { deadline },
+            Err(e) => Msg::LifecycleFailed(e.to_string()),
+        };
+        let _ = lifecycle_tx.send(msg);
     })?;
-    loop {
-        match done_rx.recv() {
-            Ok(Done::Lifecycle(Ok(()))) => {}
-            Ok(Done::Lifecycle(Err(e))) => return Err(Failure::Next(e)),
-            Ok(Done::Relay(Some(ended))) => return Ok(ended),
-            Ok(Done::Relay(None)) | Err(_) => return Err(Failure::RelayPanicked),
-        }
+    // Built and run here, off the init path: `/next` is already on its way.
+    let relay = Relay::new(config, subscribed.then_some(socket), tx, flushed_tx);
+    // A panic is a bug; it is reported like any failure instead of hanging the process.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| relay.run(rx))) {
+        Ok(Ended::LifecycleFailed(why)) => Err(Failure::Next(why)),
+        Ok(ended) => Ok(ended),
+        Err(_) => Err(Failure::RelayPanicked),
     }
 }
 

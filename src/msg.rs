@@ -28,6 +28,8 @@ pub enum Msg {
     },
     /// SHUTDOWN from `/next`; `deadline` is when Lambda kills us.
     Shutdown { deadline: SystemTime },
+    /// The lifecycle loop stopped on a Runtime API error it cannot go on from.
+    LifecycleFailed(String),
     /// A telemetry POST, answered and parsed.
     Post(Parsed),
     /// A POST refused with 413 for its size (`declared` from Content-Length, if it had one).

@@ -2,12 +2,13 @@
 //! (`print`: stdout, EMF, the echo guard), the delivery buffer and its network outputs, the
 //! counters, the flush policy (`flush`) and the SHUTDOWN wait (`shutdown`).
 //!
-//! Three kinds of sender feed it: the lifecycle loop (subscription outcome, INVOKE, SHUTDOWN),
+//! Three kinds of sender feed it: the lifecycle loop (subscription outcome, INVOKE, SHUTDOWN,
+//! or the Runtime API error that stopped it),
 //! the listener (each POST, then `ListenerClosed`) and each network output's sender thread (a
 //! receipt per request). It never waits on `/next`, which blocks for hours on Lambda Managed
 //! Instances, nor on a network call, so events are relayed while the lifecycle thread is
-//! blocked and a dead backend stalls only its own output. It returns why it ended to `main`,
-//! which alone decides how the process exits.
+//! blocked and a dead backend stalls only its own output. It runs on `main`'s thread and
+//! returns why it ended, and `main` alone decides how the process exits.
 
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
@@ -35,7 +36,7 @@ const SIGNAL_POLL: Duration = Duration::from_millis(200);
 const MAX_PENDING: usize = crate::by_request::PENDING_CAP;
 
 /// Why the relay stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// SHUTDOWN came, the last batch was in and the outputs were drained (or the hard stop
     /// came first: the summary says what was dropped).
@@ -44,6 +45,8 @@ pub enum Ended {
     SecondSigterm,
     /// Every sender of the channel went away without a SHUTDOWN.
     Disconnected,
+    /// The lifecycle loop failed (the text says how); what was received was relayed.
+    LifecycleFailed(String),
 }
 
 /// The relay's state.
@@ -119,6 +122,7 @@ impl Relay {
                 .map_or(SIGNAL_POLL, |w| w.min(SIGNAL_POLL));
             match rx.recv_timeout(wait) {
                 Ok(Msg::Shutdown { deadline }) => break self.wait_for_last_batch(&rx, deadline),
+                Ok(Msg::LifecycleFailed(why)) => break Ended::LifecycleFailed(why),
                 Ok(msg) => self.handle(msg),
                 Err(RecvTimeoutError::Timeout) if crate::sys::terms() >= 2 => {
                     warn!("second SIGTERM before SHUTDOWN: stopping with what has been relayed");
@@ -208,7 +212,7 @@ impl Relay {
                 }
                 self.expect_report(&request_id);
             }
-            Msg::Shutdown { .. } => {}
+            Msg::Shutdown { .. } | Msg::LifecycleFailed(_) => {}
             Msg::Post(parsed) => self.relay(parsed),
             Msg::Oversize { declared } => {
                 add(&mut self.counters.posts, 1);
