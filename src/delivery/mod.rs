@@ -280,7 +280,7 @@ impl Delivery {
         } else {
             // No thread (it could not start, or stopped): kept, and counted at the end.
             output.sender = None;
-            output.health(Health::NoThread, "it is not running");
+            output.health(Health::NoThread, format_args!("it is not running"));
             output.retry_at = Some(Instant::now() + output.retry_pause);
         }
     }
@@ -306,30 +306,25 @@ impl Delivery {
         };
         let c = &mut output.counters;
         match outcome {
-            Outcome::Sent => {
+            Outcome::Sent | Outcome::Partial { .. } => {
                 add(&mut c.sent, f.events);
                 add(&mut c.sent_bytes, bytes);
                 output.retry_at = None;
                 output.retry_pause = RETRY_PAUSE;
-                output.health(Health::Sending, "");
-            }
-            Outcome::Partial { rejected, message } => {
-                // The request was accepted; the items it rejected are counted apart (they are
-                // log records, data points or spans, not our events).
-                add(&mut c.sent, f.events);
-                add(&mut c.sent_bytes, bytes);
-                add(&mut c.partially_rejected, rejected);
-                output.retry_at = None;
-                output.retry_pause = RETRY_PAUSE;
-                output.health(
-                    Health::Partial,
-                    &format!("{rejected} items rejected: {message:?}"),
-                );
+                if let Outcome::Partial { rejected, message } = outcome {
+                    // The items it rejected are counted apart (they are log records, data
+                    // points or spans, not our events).
+                    add(&mut output.counters.partially_rejected, rejected);
+                    let detail = format_args!("{rejected} items rejected: {message:?}");
+                    output.health(Health::Partial, detail);
+                } else {
+                    output.health(Health::Sending, format_args!(""));
+                }
             }
             Outcome::Rejected(status) => {
                 add(&mut c.failed_sends, 1);
                 add(&mut c.rejected, f.events);
-                output.health(Health::Refused, &format!("HTTP {status}"));
+                output.health(Health::Refused, format_args!("HTTP {status}"));
             }
             Outcome::Retry { why, after } => {
                 add(&mut c.failed_sends, 1);
@@ -342,7 +337,7 @@ impl Delivery {
                 let pause = after.map_or(output.retry_pause, |a| a.max(output.retry_pause));
                 output.retry_at = Some(Instant::now() + pause);
                 output.retry_pause = (output.retry_pause * 2).min(RETRY_PAUSE_CAP);
-                output.health(Health::Failing, &why);
+                output.health(Health::Failing, format_args!("{why}"));
             }
         }
         self.release();

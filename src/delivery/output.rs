@@ -47,8 +47,8 @@ impl Output {
         self.in_flight.map_or(self.cursor, |f| f.start)
     }
 
-    /// Logs a change of health once.
-    pub fn health(&mut self, health: Health, detail: &str) {
+    /// Logs a change of health once; `detail` is formatted only then.
+    pub fn health(&mut self, health: Health, detail: std::fmt::Arguments) {
         if self.health == health {
             return;
         }
