@@ -124,8 +124,13 @@ impl Listener {
 
 /// tiny_http's accept thread panics in `refined_tcp_stream.rs` (an unwrapped `try_clone`)
 /// when descriptors run out, and nothing else notices. The hook notes it, then does what the
-/// hook before it did.
+/// hook before it did. Installed once, however many listeners start (tests start many).
 fn watch_accept_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(install_accept_panic_hook);
+}
+
+fn install_accept_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info
