@@ -117,7 +117,6 @@ pub fn install_panic_hook() {
 }
 
 /// Lines dropped because stderr did not keep up.
-#[allow(dead_code)]
 pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }

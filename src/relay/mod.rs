@@ -140,7 +140,7 @@ impl Relay {
     }
 
     /// Starts the listener on the subscribed socket; tiny_http starts threads of its own, which
-    /// is why this runs here, while `main` already waits in `/next`.
+    /// is why this runs here, while the lifecycle thread already waits in `/next`.
     fn start_listener(&mut self) {
         // Our own sender goes either way: the channel closes once its other senders are gone.
         let tx = self.tx.take();
@@ -284,7 +284,11 @@ impl Relay {
     }
 
     fn summary(&self) {
-        info!("shutdown summary: {}", self.snapshot().summary());
+        info!(
+            "shutdown summary: {} log_lines_dropped={}",
+            self.snapshot().summary(),
+            crate::log::dropped()
+        );
         for (name, c) in self.delivery.iter().flat_map(Delivery::counters) {
             info!("output {name}: {}", c.summary());
             if !c.balanced() {
