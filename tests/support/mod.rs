@@ -274,3 +274,26 @@ pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
     );
     true
 }
+
+/// Every request the test backend received was gzipped, and each is a valid gzip stream of
+/// what the backend decoded (checked with Python's gzip by `tests/validate/gunzip.py`).
+/// Returns the requests, for further checks.
+pub fn assert_gzipped(run: &Run) -> Vec<Value> {
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    run.check(
+        !requests.is_empty()
+            && requests
+                .iter()
+                .all(|r| r["headers"]["content-encoding"] == "gzip"),
+        "every request is gzipped",
+    );
+    let raw: Vec<Value> = requests
+        .iter()
+        .map(|r| serde_json::json!({"raw_hex": r["raw_hex"], "body": r["body"]}))
+        .collect();
+    validate_with(run, "gunzip.py", &serde_json::to_string(&raw).unwrap());
+    requests
+}
