@@ -86,7 +86,7 @@ impl fmt::Display for Failure {
             }
             Failure::Thread(e) => write!(f, "cannot start a thread: {e}"),
             Failure::Next(e) => write!(f, "{e}"),
-            Failure::RelayPanicked => write!(f, "the relay thread stopped on a bug (a panic)"),
+            Failure::RelayPanicked => write!(f, "the relay stopped on a bug (a panic)"),
         }
     }
 }
