@@ -1,6 +1,6 @@
 //! The relay, on `main`'s thread: the channel's only receiver. It owns the listener's handle,
-//! what we print (`print`: stdout, EMF, the echo guard), the delivery buffer and its network outputs, the
-//! counters, the flush policy (`flush`) and the SHUTDOWN wait (`shutdown`).
+//! what we print (`print`: stdout, EMF, the echo guard), the delivery buffer and its network
+//! outputs, the counters, the flush policy (`flush`) and the SHUTDOWN wait (`shutdown`).
 //!
 //! Three kinds of sender feed it: the lifecycle loop (subscription outcome, INVOKE, SHUTDOWN,
 //! or the Runtime API error that stopped it),
