@@ -12,6 +12,7 @@
 use serde::de::IgnoredAny;
 
 use crate::config::{Config, StdoutFormat};
+use crate::sinks::otlp::wire_check;
 use crate::sinks::{self, stdout};
 use crate::telemetry::batch::{Batch, parse};
 
@@ -256,6 +257,10 @@ fn assert_json(what: &str, bytes: &[u8], input: &[u8]) {
 }
 
 fn config() -> Config {
+    config_with(&[])
+}
+
+fn config_with(extra: &[(&str, &str)]) -> Config {
     let env = [
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
         ("TELEMETRY_RELAY_EMF", "on"),
@@ -265,6 +270,7 @@ fn config() -> Config {
     ];
     let env = env
         .iter()
+        .chain(extra)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Config::parse(&env).unwrap()
@@ -307,9 +313,14 @@ fn fuzz_stdout_and_emf() {
 
 #[test]
 fn fuzz_the_network_encoders() {
-    let config = config();
-    let mut network = sinks::build(&config).network;
-    assert_eq!(network.len(), 4, "http and three OTLP signals");
+    let json = config_with(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+    let mut network = sinks::build(&config()).network;
+    network.extend(sinks::build(&json).network.into_iter().skip(1));
+    assert_eq!(
+        network.len(),
+        7,
+        "http and three OTLP signals in two encodings"
+    );
     let mut body = Vec::new();
     fuzz("ndjson+otlp", |input, batch| {
         for sink in &mut network {
@@ -330,8 +341,15 @@ fn fuzz_the_network_encoders() {
                 for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     assert_json("an NDJSON line", line, input);
                 }
-            } else if wrote || !body.is_empty() {
+            } else if !wrote && body.is_empty() {
+            } else if sink.endpoint.content_type == "application/json" {
                 assert_json(sink.name, &body, input);
+            } else if let Err(e) = wire_check::check(sink.name, &body) {
+                panic!(
+                    "{} is not a valid request ({e}):\n{body:?}\nfrom input:\n{}",
+                    sink.name,
+                    String::from_utf8_lossy(input)
+                );
             }
         }
     });

@@ -9,7 +9,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Run, assert_gzipped, validate_with, without_own_echoes};
+use support::{Run, assert_gzipped, python, without_own_echoes};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
 
 fn run(extra: &[&str]) -> Run {
     let mut args = vec![
@@ -32,39 +35,49 @@ fn run(extra: &[&str]) -> Run {
     Run::new(&args)
 }
 
-/// The accepted requests' parsed bodies for one signal.
-fn bodies(run: &Run, signal: &str) -> Vec<Value> {
-    let requests = run.report["backend"]["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    requests
-        .iter()
-        .filter(|r| r["status"] == 200 && r["path"] == format!("/v1/{signal}"))
-        .map(|r| {
-            run.check(
-                r["headers"]["content-type"] == "application/json",
-                "JSON content type",
-            );
-            run.check(
-                r["headers"]["x-honeycomb-team"] == "s3cr3t",
-                "OTEL_EXPORTER_OTLP_HEADERS sent",
-            );
-            serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
-        })
-        .collect()
-}
-
-/// Runs the official protobuf messages over every request; `false` if not installed.
-fn validate(run: &Run) -> bool {
+/// The accepted requests' content for one signal, as OTLP JSON whatever their encoding
+/// (protobuf is converted by the official messages); `None` when those are not installed.
+fn bodies(run: &Run, signal: &str, content_type: &str) -> Option<Vec<Value>> {
     let requests: Vec<Value> = run.report["backend"]["requests"]
         .as_array()
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|r| json!({"path": r["path"], "body": r["body"]}))
+        .filter(|r| r["status"] == 200 && r["path"] == format!("/v1/{signal}"))
         .collect();
-    validate_with(run, "otlp.py", &serde_json::to_string(&requests).unwrap())
+    for r in &requests {
+        run.check(
+            r["headers"]["content-type"] == content_type,
+            &format!("{content_type} content type"),
+        );
+        run.check(
+            r["headers"]["x-honeycomb-team"] == "s3cr3t",
+            "OTEL_EXPORTER_OTLP_HEADERS sent",
+        );
+    }
+    let contents = validate_requests(run, &requests, true)?;
+    Some(serde_json::from_slice(&contents).unwrap())
+}
+
+/// Runs the official protobuf messages over every request the backend received.
+fn validate(run: &Run) {
+    let requests = run.report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    validate_requests(run, &requests, false);
+}
+
+fn validate_requests(run: &Run, requests: &[Value], output: bool) -> Option<Vec<u8>> {
+    let requests: Vec<Value> = requests
+        .iter()
+        .map(|r| match r.get("body_hex") {
+            Some(hex) => json!({"path": r["path"], "body_hex": hex}),
+            None => json!({"path": r["path"], "body": r["body"]}),
+        })
+        .collect();
+    let input = serde_json::to_string(&requests).unwrap();
+    python(run, "otlp.py", &[], &input, output)
 }
 
 fn items<'a>(bodies: &'a [Value], resources: &str, scopes: &str, list: &str) -> Vec<&'a Value> {
@@ -77,25 +90,45 @@ fn items<'a>(bodies: &'a [Value], resources: &str, scopes: &str, list: &str) -> 
 }
 
 #[test]
-fn every_signal_is_valid_otlp_and_complete() {
-    check_complete(&run(&[]));
+fn every_signal_is_valid_otlp_protobuf_by_default_and_complete() {
+    check_complete(&run(&[]), PROTOBUF);
+}
+
+#[test]
+fn every_signal_is_valid_otlp_json_and_complete() {
+    check_complete(
+        &run(&["--env", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"]),
+        JSON,
+    );
 }
 
 #[test]
 fn gzipped_requests_are_valid_gzip_and_carry_the_same_content() {
-    let run = run(&["--env", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip"]);
-    let requests = assert_gzipped(&run);
-    let smaller = requests.iter().all(|r| {
-        r["wire_bytes"].as_u64().unwrap_or(u64::MAX) < r["body"].as_str().map_or(0, str::len) as u64
-    });
-    run.check(smaller, "and smaller than its content");
-    check_complete(&run);
+    for (protocol, content_type) in [("http/protobuf", PROTOBUF), ("http/json", JSON)] {
+        let run = run(&[
+            "--env",
+            "OTEL_EXPORTER_OTLP_COMPRESSION=gzip",
+            "--env",
+            &format!("OTEL_EXPORTER_OTLP_PROTOCOL={protocol}"),
+        ]);
+        let requests = assert_gzipped(&run);
+        let smaller = requests.iter().all(|r| {
+            let content = r["body_hex"]
+                .as_str()
+                .map_or_else(|| r["body"].as_str().map_or(0, str::len), |h| h.len() / 2);
+            r["wire_bytes"].as_u64().unwrap_or(u64::MAX) < content as u64
+        });
+        run.check(smaller, "and smaller than its content");
+        check_complete(&run, content_type);
+    }
 }
 
 /// Every request valid by the official messages, and every signal complete.
-fn check_complete(run: &Run) {
+fn check_complete(run: &Run, content_type: &str) {
     validate(run);
-    let logs = bodies(run, "logs");
+    let Some(logs) = bodies(run, "logs", content_type) else {
+        return;
+    };
     let records = items(&logs, "resourceLogs", "scopeLogs", "logRecords");
     let expected = without_own_echoes(&run.delivered()).len();
     run.check(
@@ -115,7 +148,7 @@ fn check_complete(run: &Run) {
             &format!("resource has {attribute}"),
         );
     }
-    let traces = bodies(run, "traces");
+    let traces = bodies(run, "traces", content_type).unwrap_or_default();
     let spans = items(&traces, "resourceSpans", "scopeSpans", "spans");
     let invocations: Vec<&&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
     run.check(invocations.len() == 3, "one span per invocation");
@@ -128,7 +161,7 @@ fn check_complete(run: &Run) {
         "the failed one has an error status",
     );
     run.check(spans.iter().any(|s| s["name"] == "init"), "an init span");
-    let metric_bodies = bodies(run, "metrics");
+    let metric_bodies = bodies(run, "metrics", content_type).unwrap_or_default();
     let metrics = items(&metric_bodies, "resourceMetrics", "scopeMetrics", "metrics");
     let invocations: u64 = metrics
         .iter()
@@ -156,8 +189,11 @@ fn check_complete(run: &Run) {
 
 #[test]
 fn json_format_records_and_managed_instances_encode_validly() {
-    validate(&run(&["--json-logs"]));
-    validate(&run(&["--lmi"]));
+    for protocol in ["http/protobuf", "http/json"] {
+        let protocol = format!("OTEL_EXPORTER_OTLP_PROTOCOL={protocol}");
+        validate(&run(&["--json-logs", "--env", &protocol]));
+        validate(&run(&["--lmi", "--env", &protocol]));
+    }
 }
 
 #[test]
@@ -191,8 +227,17 @@ fn flushing_at_the_end_works_with_otlp_alone() {
 }
 
 #[test]
-fn a_partial_success_is_counted_and_not_retried() {
+fn a_partial_success_is_counted_and_not_retried_in_either_encoding() {
+    for protocol in ["http/protobuf", "http/json"] {
+        a_partial_success_is_counted(protocol);
+    }
+}
+
+fn a_partial_success_is_counted(protocol: &str) {
+    let protocol = format!("OTEL_EXPORTER_OTLP_PROTOCOL={protocol}");
     let run = Run::new(&[
+        "--env",
+        &protocol,
         "--invokes",
         "2",
         "--backend",

@@ -5,8 +5,9 @@
 //! Per signal: the endpoint (`OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT` as given, or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/<signal>`), headers, timeout and protocol, each
 //! signal's own variable winning over the general one. `OTEL_SDK_DISABLED=true` turns every
-//! signal off, `OTEL_<SIGNAL>_EXPORTER=none` one of them. `…_COMPRESSION=gzip` gzips bodies. Only OTLP/HTTP with JSON encoding is
-//! sent today: `grpc` and `http/protobuf` are Init errors that say so.
+//! signal off, `OTEL_<SIGNAL>_EXPORTER=none` one of them. `…_COMPRESSION=gzip` gzips bodies.
+//! `…_PROTOCOL` is `http/protobuf` (the specification's default) or `http/json`; `grpc` is an
+//! Init error that says only OTLP/HTTP is sent.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -63,17 +64,27 @@ const TRACES: SignalVars = SignalVars {
     exporter: "OTEL_TRACES_EXPORTER",
 };
 
+/// OTLP/HTTP's two encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf`, the default.
+    Protobuf,
+    /// `http/json`.
+    Json,
+}
+
 /// Where and how one signal is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
     pub url: String,
+    pub protocol: Protocol,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
     /// Bodies are sent gzipped (`Content-Encoding: gzip`).
     pub gzip: bool,
 }
 
-/// OpenTelemetry over OTLP/HTTP with JSON encoding; a signal that is off is `None`.
+/// OpenTelemetry over OTLP/HTTP; a signal that is off is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpOutput {
     pub logs: Option<Signal>,
@@ -112,7 +123,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
     let base = get(OTLP_ENDPOINT)
         .map(|v| parse_url(OTLP_ENDPOINT, v))
         .transpose()?;
-    protocol(OTLP_PROTOCOL, get(OTLP_PROTOCOL))?;
+    let base_protocol = protocol(OTLP_PROTOCOL, get(OTLP_PROTOCOL))?.unwrap_or(Protocol::Protobuf);
     let headers = parse_headers(OTLP_HEADERS, get(OTLP_HEADERS))?;
     let timeout = parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?;
     let gzip = parse_compression(OTLP_COMPRESSION, get(OTLP_COMPRESSION))?.unwrap_or(false);
@@ -122,7 +133,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             return Ok(None);
         }
         // Every variable is checked, even for a signal that ends up with no endpoint.
-        protocol(vars.protocol, get(vars.protocol))?;
+        let protocol = protocol(vars.protocol, get(vars.protocol))?.unwrap_or(base_protocol);
         let headers = match get(vars.headers) {
             Some(own) => parse_headers(vars.headers, Some(own))?,
             None => headers.clone(),
@@ -142,6 +153,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
         };
         Ok(Some(Signal {
             url,
+            protocol,
             headers,
             timeout,
             gzip,
@@ -190,20 +202,22 @@ fn temporality(value: Option<&str>) -> Result<(), ConfigError> {
     }
 }
 
-/// `…_PROTOCOL`: only `http/json` is sent today.
-fn protocol(var: &'static str, value: Option<&str>) -> Result<(), ConfigError> {
+/// `…_PROTOCOL`: `http/protobuf` or `http/json`; `None` when not set.
+fn protocol(var: &'static str, value: Option<&str>) -> Result<Option<Protocol>, ConfigError> {
     match value {
-        None | Some("http/json") => Ok(()),
+        None => Ok(None),
+        Some("http/protobuf") => Ok(Some(Protocol::Protobuf)),
+        Some("http/json") => Ok(Some(Protocol::Json)),
         Some("grpc") => Err(invalid(
             var,
             "grpc",
-            "expected http/json: this extension sends OTLP over HTTP only, not gRPC (use the \
-             collector's HTTP port, usually 4318)",
+            "expected http/protobuf (default) or http/json: this extension sends OTLP over \
+             HTTP only, not gRPC (use the collector's HTTP port, usually 4318)",
         )),
         Some(other) => Err(invalid(
             var,
             other,
-            "expected http/json: this extension sends OTLP/HTTP with JSON encoding only so far",
+            "expected http/protobuf (default) or http/json",
         )),
     }
 }
@@ -249,6 +263,7 @@ mod tests {
             Some("http://tempo:4318/custom/traces")
         );
         assert!(o.signals().all(|s| s.timeout == Duration::from_secs(10)));
+        assert!(o.signals().all(|s| s.protocol == Protocol::Protobuf));
         assert_eq!(o.service_name.as_deref(), Some("checkout"));
         assert_eq!(
             o.resource_attributes[1],
@@ -282,6 +297,18 @@ mod tests {
         let timeout = |s: &Option<Signal>| s.as_ref().map(|s| s.timeout);
         assert_eq!(timeout(&o.logs), Some(Duration::from_millis(2000)));
         assert_eq!(timeout(&o.traces), Some(Duration::from_millis(500)));
+        let json = otlp(&[
+            (OTLP_ENDPOINT, "http://c:4318"),
+            (OTLP_PROTOCOL, "http/json"),
+            (TRACES.protocol, "http/protobuf"),
+        ])
+        .unwrap()
+        .unwrap();
+        let protocol = |s: &Option<Signal>| s.as_ref().map(|s| s.protocol);
+        assert_eq!(
+            (protocol(&json.logs), protocol(&json.traces)),
+            (Some(Protocol::Json), Some(Protocol::Protobuf))
+        );
         let gz = otlp(&[
             (OTLP_ENDPOINT, "http://c:4318"),
             (OTLP_COMPRESSION, "gzip"),
@@ -322,7 +349,12 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             (OTLP_PROTOCOL, "grpc", "not gRPC"),
             (LOGS.protocol, "grpc", "not gRPC"),
-            (OTLP_PROTOCOL, "http/protobuf", "JSON encoding only"),
+            (
+                OTLP_PROTOCOL,
+                "http/xml",
+                "expected http/protobuf (default) or http/json",
+            ),
+            (METRICS.protocol, "HTTP/JSON", "expected http/protobuf"),
             (TRACES.exporter, "zipkin", "expected otlp (default) or none"),
             (SDK_DISABLED, "yes", "expected true"),
             (METRICS.timeout, "5s", "expected a whole number"),

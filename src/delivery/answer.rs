@@ -59,9 +59,94 @@ struct PartialBody {
     error_message: Option<String>,
 }
 
+/// The `partial_success` of an OTLP/HTTP answer in the encoding `content_type` names (the
+/// answer's own, as the specification asks servers to answer in the request's encoding).
+pub fn partial_success(content_type: &str, body: &[u8]) -> Option<Partial> {
+    if content_type.starts_with("application/x-protobuf") {
+        partial_protobuf(body)
+    } else {
+        partial_json(body)
+    }
+}
+
+/// `Export*ServiceResponse { Export*PartialSuccess partial_success = 1; }`, whose message is
+/// `{ int64 rejected_<items> = 1; string error_message = 2; }` for every signal. Fields it does
+/// not know are skipped; a body that does not parse is as if empty.
+fn partial_protobuf(body: &[u8]) -> Option<Partial> {
+    let mut partial = None;
+    for (number, field) in protobuf_fields(body)? {
+        if let (1, ProtoField::Bytes(inner)) = (number, field) {
+            let mut found = Partial {
+                rejected: 0,
+                message: String::new(),
+            };
+            for (number, field) in protobuf_fields(inner)? {
+                match (number, field) {
+                    // int64: a negative count would be nonsense; it counts as none.
+                    (1, ProtoField::Varint(n)) => {
+                        found.rejected = i64::try_from(n).map_or(0, |n| n.max(0) as u64);
+                    }
+                    (2, ProtoField::Bytes(text)) => {
+                        found.message = String::from_utf8_lossy(text).into_owned();
+                    }
+                    _ => {}
+                }
+            }
+            partial = Some(found);
+        }
+    }
+    partial.filter(|p| p.rejected > 0 || !p.message.is_empty())
+}
+
+enum ProtoField<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Other,
+}
+
+/// The top-level fields of a protobuf message, or `None` if it is not one.
+fn protobuf_fields(mut bytes: &[u8]) -> Option<Vec<(u64, ProtoField<'_>)>> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut fields = Vec::new();
+    while !bytes.is_empty() {
+        let tag = varint(&mut bytes)?;
+        let field = match tag & 7 {
+            0 => ProtoField::Varint(varint(&mut bytes)?),
+            1 => {
+                bytes = bytes.get(8..)?;
+                ProtoField::Other
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                let content = bytes.get(..len)?;
+                bytes = bytes.get(len..)?;
+                ProtoField::Bytes(content)
+            }
+            5 => {
+                bytes = bytes.get(4..)?;
+                ProtoField::Other
+            }
+            _ => return None,
+        };
+        fields.push((tag >> 3, field));
+    }
+    Some(fields)
+}
+
 /// The `partialSuccess` of an OTLP/HTTP JSON answer, if it rejected anything or said why.
 /// Counts may be JSON numbers or (int64 in protobuf's JSON mapping) strings; `null` is absent.
-pub fn partial_success(body: &[u8]) -> Option<Partial> {
+fn partial_json(body: &[u8]) -> Option<Partial> {
     let partial = serde_json::from_slice::<Body>(body).ok()?.partial?;
     let count = |v: &Option<serde_json::Value>| match v {
         Some(serde_json::Value::Number(n)) => n.as_u64(),
@@ -119,9 +204,33 @@ mod tests {
             ("", None),
         ];
         for (body, expected) in cases {
-            let got = partial_success(body.as_bytes()).map(|p| (p.rejected, p.message));
+            let got = partial_success("application/json", body.as_bytes())
+                .map(|p| (p.rejected, p.message));
             let expected = expected.map(|(n, m)| (n, m.to_string()));
             assert_eq!(got, expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn protobuf_partial_successes_are_read_and_anything_else_is_absent() {
+        let protobuf = "application/x-protobuf";
+        // partial_success { rejected 300, error_message "quota" }, then an unknown field.
+        let body = [
+            0x0a, 10, 0x08, 0xac, 0x02, 0x12, 5, b'q', b'u', b'o', b't', b'a', 0x18, 1,
+        ];
+        let got = partial_success(protobuf, &body).map(|p| (p.rejected, p.message));
+        assert_eq!(got, Some((300, "quota".to_string())));
+        // An empty answer, a zero partial success, a truncated one, text, a negative count.
+        for body in [
+            &[][..],
+            &[0x0a, 0],
+            &[0x0a, 9, 0x08],
+            b"ok",
+            &[
+                0x0a, 11, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+        ] {
+            assert_eq!(partial_success(protobuf, body), None, "{body:?}");
         }
     }
 

@@ -183,11 +183,12 @@ fn attempt(
     }
     let mut response = call.send(body)?;
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("Retry-After")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| answer::retry_after(v, SystemTime::now()));
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let retry_after = header("Retry-After").and_then(|v| answer::retry_after(v, SystemTime::now()));
+    // The specification: the answer is in the request's encoding; read it as it says it is.
+    let answer_type = header("Content-Type")
+        .unwrap_or(endpoint.content_type)
+        .to_string();
     // Read the (small) answer, bounded, so the connection can be reused.
     let answer = response
         .body_mut()
@@ -196,9 +197,12 @@ fn attempt(
         .read_to_vec()
         .unwrap_or_default();
     // Only OTLP answers carry a partial success.
-    let otlp = endpoint.content_type == "application/json";
+    let otlp = matches!(
+        endpoint.content_type,
+        "application/json" | "application/x-protobuf"
+    );
     let partial = (otlp && (200..300).contains(&status))
-        .then(|| answer::partial_success(&answer))
+        .then(|| answer::partial_success(&answer_type, &answer))
         .flatten();
     Ok(Answered {
         status,

@@ -11,9 +11,11 @@ pub mod stdout;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::config::otlp::{Protocol, Signal};
 use crate::config::outputs::Secret;
 use crate::counters::Counters;
 use crate::telemetry::batch::Event;
+use otlp::wire::Encoding;
 
 /// Turns events into one network output's request bodies.
 pub trait Encoder: Send {
@@ -87,9 +89,15 @@ pub fn build(config: &Config) -> Sinks {
         );
     }
     if let Some(o) = &config.outputs.otlp {
-        let common = otlp::Common::new(config);
+        let common = |s: &Signal| {
+            let encoding = match s.protocol {
+                Protocol::Protobuf => Encoding::Protobuf,
+                Protocol::Json => Encoding::Json,
+            };
+            otlp::Common::new(config, encoding)
+        };
         if let Some(s) = &o.logs {
-            let logs = otlp::logs::Logs::new(common.clone(), config.managed_instances);
+            let logs = otlp::logs::Logs::new(common(s), config.managed_instances);
             add(
                 "otlp-logs",
                 Box::new(logs),
@@ -100,7 +108,7 @@ pub fn build(config: &Config) -> Sinks {
             );
         }
         if let Some(s) = &o.metrics {
-            let metrics = otlp::metrics::Metrics::new(common.clone());
+            let metrics = otlp::metrics::Metrics::new(common(s));
             add(
                 "otlp-metrics",
                 Box::new(metrics),
@@ -111,7 +119,7 @@ pub fn build(config: &Config) -> Sinks {
             );
         }
         if let Some(s) = &o.traces {
-            let traces = otlp::traces::Traces::new(common);
+            let traces = otlp::traces::Traces::new(common(s));
             add(
                 "otlp-traces",
                 Box::new(traces),

@@ -241,6 +241,19 @@ pub fn text_line(event: &Value) -> String {
 /// output unless it passes. Without the venv: a failure under `CI=true`, else `false` and a
 /// loud skip.
 pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
+    python(run, script, &[], input, false).is_some()
+}
+
+/// Runs `tests/validate/<script> [args] <input file> [<output file>]` in the venv `make test`
+/// makes, checks that it passed, and returns what it wrote to the output file (empty if
+/// `output` is false); `None` if the venv is missing (a failure under `CI=true`).
+pub fn python(
+    run: &Run,
+    script: &str,
+    args: &[&str],
+    input: &str,
+    output: bool,
+) -> Option<Vec<u8>> {
     static N: AtomicU32 = AtomicU32::new(0);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("target/py/bin/python");
@@ -250,29 +263,36 @@ pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
             panic!("{script} cannot run under CI=true: {why}");
         }
         eprintln!("SKIPPED ({script}): {why}; under CI=true this fails");
-        return false;
+        return None;
     }
     let file = std::env::temp_dir().join(format!(
         "telemetry-relay-validate-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
+    let out = file.with_extension("out");
     std::fs::write(&file, input).unwrap();
-    let output = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(root.join("tests/validate").join(script))
-        .arg(&file)
-        .output()
-        .unwrap();
+        .args(args)
+        .arg(&file);
+    if output {
+        command.arg(&out);
+    }
+    let result = command.output().unwrap();
     let _ = std::fs::remove_file(&file);
+    let written = std::fs::read(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
     run.check(
-        output.status.success(),
+        result.status.success(),
         &format!(
             "{script}:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&result.stdout),
+            String::from_utf8_lossy(&result.stderr)
         ),
     );
-    true
+    Some(written)
 }
 
 /// Every request the test backend received was gzipped, and each is a valid gzip stream of
@@ -292,7 +312,7 @@ pub fn assert_gzipped(run: &Run) -> Vec<Value> {
     );
     let raw: Vec<Value> = requests
         .iter()
-        .map(|r| serde_json::json!({"raw_hex": r["raw_hex"], "body": r["body"]}))
+        .map(|r| serde_json::json!({"raw_hex": r["raw_hex"], "body": r["body"], "body_hex": r["body_hex"]}))
         .collect();
     validate_with(run, "gunzip.py", &serde_json::to_string(&raw).unwrap());
     requests

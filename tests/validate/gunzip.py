@@ -2,7 +2,8 @@
 write): each raw body must be a valid gzip stream (header, deflate, CRC-32 and length) whose
 content is exactly what the test backend decoded.
 
-Input: a JSON file holding [{"raw_hex": "...", "body": "..."}, ...]. Exit status 0 when all pass."""
+Input: a JSON file holding [{"raw_hex": "...", "body": "...", "body_hex": "..."}, ...]; a
+binary (protobuf) body is compared by its "body_hex". Exit status 0 when all pass."""
 import gzip
 import json
 import sys
@@ -12,6 +13,7 @@ if not requests:
     sys.exit("no gzip requests to check")
 for i, request in enumerate(requests):
     content = gzip.decompress(bytes.fromhex(request["raw_hex"]))
-    if content != request["body"].encode():
+    decoded = bytes.fromhex(request["body_hex"]) if request.get("body_hex") else request["body"].encode()
+    if content != decoded:
         sys.exit(f"request {i}: gzip content differs from what the backend decoded")
 print(f"{len(requests)} gzip bodies valid")

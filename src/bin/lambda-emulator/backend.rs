@@ -142,6 +142,7 @@ fn serve(
             Mode::Hang | Mode::Down => 0,
         };
         let mut record = request;
+        let protobuf = record["headers"]["content-type"] == "application/x-protobuf";
         record["status"] = json!(status);
         record["at_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         requests
@@ -156,21 +157,39 @@ fn serve(
         }
         let (extra, body) = match mode {
             Mode::RetryAfter { seconds, .. } if status == 429 => {
-                (format!("Retry-After: {seconds}\r\n"), "ok".to_string())
+                (format!("Retry-After: {seconds}\r\n"), b"ok".to_vec())
+            }
+            // In the request's encoding, as the OTLP specification asks.
+            Mode::Partial(n) if protobuf => {
+                let message = b"over quota";
+                let mut partial = vec![0x08];
+                partial.extend(varint(*n));
+                partial.push(0x12);
+                partial.push(message.len() as u8);
+                partial.extend_from_slice(message);
+                let mut response = vec![0x0a, partial.len() as u8];
+                response.extend(partial);
+                (
+                    "Content-Type: application/x-protobuf\r\n".to_string(),
+                    response,
+                )
             }
             Mode::Partial(n) => (
                 "Content-Type: application/json\r\n".to_string(),
                 format!(
                     r#"{{"partialSuccess":{{"rejectedLogRecords":"{n}","errorMessage":"over quota"}}}}"#
-                ),
+                )
+                .into_bytes(),
             ),
-            _ => ("Content-Type: text/plain\r\n".to_string(), "ok".to_string()),
+            _ => ("Content-Type: text/plain\r\n".to_string(), b"ok".to_vec()),
         };
-        let answer = format!(
-            "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        let mut answer = format!(
+            "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n",
             body.len()
-        );
-        if writer.write_all(answer.as_bytes()).is_err() || *mode == Mode::Reset {
+        )
+        .into_bytes();
+        answer.extend(body);
+        if writer.write_all(&answer).is_err() || *mode == Mode::Reset {
             return;
         }
     }
@@ -208,11 +227,29 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Value> {
     if record["headers"]["content-encoding"] == "gzip" {
         // Decoded for the tests (miniz_oxide's inflate); the raw bytes go into the report too,
         // for tests/validate/gzip.py to check with Python's own gzip.
-        record["raw_hex"] = json!(body.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        record["raw_hex"] = json!(hex(&body));
         body = gunzip(&body).unwrap_or_default();
+    }
+    if record["headers"]["content-type"] == "application/x-protobuf" {
+        // For tests/validate/otlp.py; "body" below still shows the strings it carries.
+        record["body_hex"] = json!(hex(&body));
     }
     record["body"] = json!(String::from_utf8_lossy(&body));
     Some(record)
+}
+
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while n >= 0x80 {
+        bytes.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    bytes.push(n as u8);
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The payload of a gzip stream without optional header fields (what the extension writes).

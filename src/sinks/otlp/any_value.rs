@@ -1,10 +1,10 @@
-//! JSON text → OTLP `AnyValue` JSON, streamed: a serde visitor that writes as it reads, so a
-//! log record's fields never become a `serde_json::Value` tree. Per-event trees made musl's
-//! allocator map and unmap memory constantly (`make bench`); this allocates nothing but the
-//! occasional escaped key.
+//! JSON text → OTLP `AnyValue`, streamed: a serde visitor that writes as it reads, in either
+//! encoding (see `wire`), so a log record's fields never become a `serde_json::Value` tree.
+//! Per-event trees made musl's allocator map and unmap memory constantly (`make bench`); this
+//! allocates nothing but the occasional escaped key.
 //!
-//! Strings become `stringValue`, integers `intValue` (a decimal string: OTLP's JSON mapping of
-//! int64), other numbers `doubleValue`, objects `kvlistValue`, arrays `arrayValue`, null an
+//! Strings become `stringValue`, integers `intValue` (a decimal string in JSON: OTLP's mapping
+//! of int64), other numbers `doubleValue`, objects `kvlistValue`, arrays `arrayValue`, null an
 //! empty `AnyValue`.
 
 use std::borrow::Cow;
@@ -12,40 +12,81 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
-/// Writes the `AnyValue` of the JSON value it deserializes into `out`.
-pub struct AnyValue<'o>(pub &'o mut Vec<u8>);
+use super::wire::{Field, Writer};
 
-/// Transcodes `json` into `out`; on invalid input writes it as a `stringValue` instead.
-pub fn write(json: &str, out: &mut Vec<u8>) {
-    let start = out.len();
+pub const STRING_VALUE: Field = Field("stringValue", 1);
+const BOOL_VALUE: Field = Field("boolValue", 2);
+const INT_VALUE: Field = Field("intValue", 3);
+const DOUBLE_VALUE: Field = Field("doubleValue", 4);
+const ARRAY_VALUE: Field = Field("arrayValue", 5);
+const KVLIST_VALUE: Field = Field("kvlistValue", 6);
+/// `ArrayValue.values` and `KeyValueList.values`.
+const VALUES: Field = Field("values", 1);
+const KEY: Field = Field("key", 1);
+const VALUE: Field = Field("value", 2);
+
+/// Writes the content of an `AnyValue` (its one set field) for the JSON value it reads.
+struct AnyValue<'w, 'a>(&'w mut Writer<'a>);
+
+/// `field` as the `AnyValue` of `json`; invalid JSON is kept as a `stringValue` of its text.
+pub fn write(field: Field, json: &str, w: &mut Writer) {
+    let mark = w.mark();
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    if AnyValue(out).deserialize(&mut deserializer).is_err() {
-        out.truncate(start);
-        string_value(json, out);
+    let read = w.message(field, |w| AnyValue(w).deserialize(&mut deserializer));
+    if read.is_err() {
+        w.reset(mark);
+        string_value(field, json, w);
     }
 }
 
-/// `{"stringValue":"<text>"}`.
-pub fn string_value(text: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"stringValue\":");
-    quoted(text, out);
-    out.push(b'}');
+/// `field` as an `AnyValue` holding the string `text`.
+pub fn string_value(field: Field, text: &str, w: &mut Writer) {
+    w.message(field, |w| w.string(STRING_VALUE, text));
 }
 
-/// `text` as a JSON string literal.
-pub fn quoted(text: &str, out: &mut Vec<u8>) {
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
+/// An element of a repeated `KeyValue` field: `key` and the value `value` writes, which
+/// writes the content of an `AnyValue`.
+pub fn key_value<R>(key: &str, w: &mut Writer, value: impl FnOnce(&mut Writer) -> R) -> R {
+    w.item(|w| {
+        w.string(KEY, key);
+        w.message(VALUE, value)
+    })
 }
 
-impl<'de> DeserializeSeed<'de> for AnyValue<'_> {
+/// A string attribute.
+pub fn string_attribute(key: &str, text: &str, w: &mut Writer) {
+    key_value(key, w, |w| w.string(STRING_VALUE, text));
+}
+
+/// An integer attribute.
+pub fn int_attribute(key: &str, n: i64, w: &mut Writer) {
+    key_value(key, w, |w| w.int64(INT_VALUE, n));
+}
+
+/// A boolean attribute.
+pub fn bool_attribute(key: &str, b: bool, w: &mut Writer) {
+    key_value(key, w, |w| w.boolean(BOOL_VALUE, b));
+}
+
+/// A JSON value as an attribute.
+pub fn json_attribute(key: &str, json: &str, w: &mut Writer) {
+    let mark = w.mark();
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let read = key_value(key, w, |w| AnyValue(w).deserialize(&mut deserializer));
+    if read.is_err() {
+        w.reset(mark);
+        string_attribute(key, json, w);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for AnyValue<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for AnyValue<'_> {
+impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -53,17 +94,12 @@ impl<'de> Visitor<'de> for AnyValue<'_> {
     }
 
     fn visit_bool<E: Error>(self, v: bool) -> Result<(), E> {
-        self.0.extend_from_slice(if v {
-            b"{\"boolValue\":true}"
-        } else {
-            b"{\"boolValue\":false}"
-        });
+        self.0.boolean(BOOL_VALUE, v);
         Ok(())
     }
 
     fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
-        self.0
-            .extend_from_slice(format!("{{\"intValue\":\"{v}\"}}").as_bytes());
+        self.0.int64(INT_VALUE, v);
         Ok(())
     }
 
@@ -75,19 +111,16 @@ impl<'de> Visitor<'de> for AnyValue<'_> {
     }
 
     fn visit_f64<E: Error>(self, v: f64) -> Result<(), E> {
-        self.0.extend_from_slice(b"{\"doubleValue\":");
-        let _ = serde_json::to_writer(&mut *self.0, &v);
-        self.0.push(b'}');
+        self.0.double(DOUBLE_VALUE, v);
         Ok(())
     }
 
     fn visit_str<E: Error>(self, v: &str) -> Result<(), E> {
-        string_value(v, self.0);
+        self.0.string(STRING_VALUE, v);
         Ok(())
     }
 
     fn visit_unit<E: Error>(self) -> Result<(), E> {
-        self.0.extend_from_slice(b"{}");
         Ok(())
     }
 
@@ -96,69 +129,53 @@ impl<'de> Visitor<'de> for AnyValue<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
-        let mut first = true;
-        while seq
-            .next_element_seed(Element {
-                out: &mut *self.0,
-                first: &mut first,
-            })?
-            .is_some()
-        {}
-        self.0.extend_from_slice(b"]}}");
-        Ok(())
+        self.0.message(ARRAY_VALUE, |w| {
+            w.list(VALUES, |w| {
+                while seq.next_element_seed(Element(&mut *w))?.is_some() {}
+                Ok(())
+            })
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.extend_from_slice(b"{\"kvlistValue\":{\"values\":[");
-        let mut first = true;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if !first {
-                self.0.push(b',');
-            }
-            first = false;
-            key_value_open(&key, self.0);
-            map.next_value_seed(AnyValue(&mut *self.0))?;
-            self.0.push(b'}');
-        }
-        self.0.extend_from_slice(b"]}}");
-        Ok(())
+        self.0.message(KVLIST_VALUE, |w| {
+            w.list(VALUES, |w| {
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    key_value(&key, w, |w| map.next_value_seed(AnyValue(w)))?;
+                }
+                Ok(())
+            })
+        })
     }
 }
 
-/// Writes `{"key":"<key>","value":` (the caller writes the value and the closing brace).
-pub fn key_value_open(key: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"key\":");
-    quoted(key, out);
-    out.extend_from_slice(b",\"value\":");
-}
-
-/// An array element: writes the separating comma itself, once it knows there is an element.
-struct Element<'o, 'f> {
-    out: &'o mut Vec<u8>,
-    first: &'f mut bool,
-}
+/// An array element: an `AnyValue` item of the open `values` list.
+struct Element<'w, 'a>(&'w mut Writer<'a>);
 
 impl<'de> DeserializeSeed<'de> for Element<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        if !*self.first {
-            self.out.push(b',');
-        }
-        *self.first = false;
-        AnyValue(self.out).deserialize(deserializer)
+        self.0.item(|w| AnyValue(w).deserialize(deserializer))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::otlp::wire::{Encoding, State};
     use serde_json::Value;
+
+    const BODY: Field = Field("body", 5);
 
     fn any(json: &str) -> Value {
         let mut out = Vec::new();
-        write(json, &mut out);
-        serde_json::from_slice(&out).unwrap()
+        let mut state = State::new(Encoding::Json);
+        let mut w = state.on(&mut out);
+        w.begin();
+        write(BODY, json, &mut w);
+        w.end();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        v["body"].clone()
     }
 
     #[test]
@@ -195,5 +212,21 @@ mod tests {
     #[test]
     fn invalid_input_is_kept_as_text() {
         assert_eq!(any("{oops"), serde_json::json!({"stringValue": "{oops"}));
+        assert_eq!(any("[1,{"), serde_json::json!({"stringValue": "[1,{"}));
+    }
+
+    #[test]
+    fn protobuf_any_values_are_the_wire_format() {
+        let mut out = Vec::new();
+        let mut state = State::new(Encoding::Protobuf);
+        let mut w = state.on(&mut out);
+        w.begin();
+        write(BODY, r#"{"a":[true]}"#, &mut w);
+        w.end();
+        // body{kvlist{values{key "a", value{array{values{bool true}}}}}}
+        let expected = [
+            0x2a, 15, 0x32, 13, 0x0a, 11, 0x0a, 1, b'a', 0x12, 6, 0x2a, 4, 0x0a, 2, 0x10, 1,
+        ];
+        assert_eq!(out, expected);
     }
 }

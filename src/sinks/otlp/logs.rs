@@ -14,24 +14,42 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::any_value::{self, key_value_open, quoted};
-use super::{Common, nanos, now_ms, span_id, time_ms, trace_id, xray};
+use super::any_value::{self, STRING_VALUE, json_attribute, string_attribute};
+use super::wire::{Field, State, Writer};
+use super::{Common, Envelope, TraceId, nanos, now_ms, span_id, time_ms, trace_id, xray};
 use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::sinks::Encoder;
 use crate::telemetry::batch::{Event, Kind};
 use crate::telemetry::record::LogRecord;
 
+const ENVELOPE: Envelope = Envelope {
+    resources: Field("resourceLogs", 1),
+    scopes: Field("scopeLogs", 2),
+    items: Field("logRecords", 2),
+};
+const TIME: Field = Field("timeUnixNano", 1);
+const OBSERVED_TIME: Field = Field("observedTimeUnixNano", 11);
+const SEVERITY_NUMBER: Field = Field("severityNumber", 2);
+const SEVERITY_TEXT: Field = Field("severityText", 3);
+const BODY: Field = Field("body", 5);
+const ATTRIBUTES: Field = Field("attributes", 6);
+const TRACE_ID: Field = Field("traceId", 9);
+const SPAN_ID: Field = Field("spanId", 10);
+
 /// The logs signal's encoder. Records are written straight into the request body (see
-/// `any_value`): no JSON tree per event.
+/// `any_value`): no JSON tree per event. A record's body and attributes are written apart
+/// first, since a JSON-format record's message and fields come in any order.
 pub struct Logs {
     common: Common,
     /// Lambda Managed Instances: invocations overlap, so no "current" one.
     concurrent: bool,
     current: Option<String>,
-    traces: ByRequest<String>,
+    traces: ByRequest<TraceId>,
+    request: State,
     body: Vec<u8>,
+    body_state: State,
     attributes: Vec<u8>,
-    fields: Vec<u8>,
+    attributes_state: State,
 }
 
 /// What a JSON-format record said besides its body and attributes.
@@ -45,30 +63,35 @@ struct Extracted<'a> {
 
 impl Logs {
     pub fn new(common: Common, concurrent: bool) -> Logs {
+        let encoding = common.encoding;
         Logs {
             common,
             concurrent,
             current: None,
             traces: ByRequest::new(PENDING_CAP),
+            request: State::new(encoding),
             body: Vec::new(),
+            body_state: State::fragment(encoding),
             attributes: Vec::new(),
-            fields: Vec::new(),
+            attributes_state: State::list_fragment(encoding, ATTRIBUTES),
         }
     }
 
     /// One `LogRecord`, appended to `out`.
     fn write_record(&mut self, event: &Event, out: &mut Vec<u8>) {
         self.body.clear();
+        self.body_state.restart();
         self.attributes.clear();
+        self.attributes_state.restart();
+        let body = &mut self.body_state.on(&mut self.body);
+        let attributes = &mut self.attributes_state.on(&mut self.attributes);
         let mut time = time_ms(event.time_text()).unwrap_or_else(now_ms);
         let mut severity = None;
         let request_id: Option<Cow<str>> = if event.kind.is_log() {
-            attribute(&mut self.attributes, "lambda.log.type", |o| {
-                any_value::string_value(event.type_name(), o)
-            });
+            string_attribute("lambda.log.type", event.type_name(), attributes);
             match event.log_record() {
                 LogRecord::Text(json) => {
-                    text_body(json, &mut self.body);
+                    text_body(json, body);
                     if self.concurrent {
                         None
                     } else {
@@ -76,7 +99,7 @@ impl Logs {
                     }
                 }
                 LogRecord::Json(json) => {
-                    let extracted = self.structured(json);
+                    let extracted = structured(json, body, attributes);
                     time = extracted.time_ms.unwrap_or(time);
                     severity = extracted
                         .level
@@ -85,75 +108,32 @@ impl Logs {
                 }
             }
         } else {
-            any_value::write(event.record, &mut self.body);
-            attribute(&mut self.attributes, "event.name", |o| {
-                any_value::string_value(event.type_name(), o)
-            });
+            any_value::write(BODY, event.record, body);
+            string_attribute("event.name", event.type_name(), attributes);
             event.request_id()
         };
-        out.extend_from_slice(
-            format!(
-                r#"{{"timeUnixNano":"{}","observedTimeUnixNano":"{}""#,
-                nanos(time),
-                nanos(now_ms())
-            )
-            .as_bytes(),
-        );
-        if let Some((number, text)) = severity {
-            if number > 0 {
-                out.extend_from_slice(format!(r#","severityNumber":{number}"#).as_bytes());
-            }
-            out.extend_from_slice(b",\"severityText\":");
-            quoted(&text, out);
-        }
-        if let Some(id) = &request_id {
-            attribute(&mut self.attributes, "faas.invocation_id", |o| {
-                any_value::string_value(id, o)
-            });
-            let trace = self.traces.get(id).cloned().unwrap_or_else(|| trace_id(id));
-            out.extend_from_slice(
-                format!(r#","traceId":"{trace}","spanId":"{}""#, span_id(&[id])).as_bytes(),
-            );
-        }
-        out.extend_from_slice(b",\"body\":");
-        out.extend_from_slice(&self.body);
-        out.extend_from_slice(b",\"attributes\":[");
-        out.extend_from_slice(&self.attributes);
-        out.extend_from_slice(b"]}");
-    }
-
-    /// A JSON-format record: its message is the body, its other fields attributes, and level,
-    /// requestId and timestamp are taken out (SPEC.md §6.3). No message: the whole object is
-    /// the body. Not an object: its JSON text is the body.
-    fn structured<'a>(&mut self, json: &'a str) -> Extracted<'a> {
-        self.fields.clear();
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let visitor = Fields {
-            body: &mut self.body,
-            fields: &mut self.fields,
-        };
-        match deserializer.deserialize_map(visitor) {
-            Ok(extracted) if extracted.message => {
-                if !self.fields.is_empty() {
-                    self.attributes.push(b',');
-                    self.attributes.extend_from_slice(&self.fields);
+        let ids = request_id.as_deref().map(|id| {
+            string_attribute("faas.invocation_id", id, attributes);
+            let trace = self.traces.get(id).copied().unwrap_or_else(|| trace_id(id));
+            (trace, span_id(&[id]))
+        });
+        let w = &mut self.request.on(out);
+        w.item(|w| {
+            w.fixed64(TIME, nanos(time));
+            w.fixed64(OBSERVED_TIME, nanos(now_ms()));
+            if let Some((number, text)) = &severity {
+                if *number > 0 {
+                    w.number(SEVERITY_NUMBER, u32::from(*number));
                 }
-                extracted
+                w.string(SEVERITY_TEXT, text);
             }
-            Ok(extracted) => {
-                self.body.clear();
-                any_value::write(json, &mut self.body);
-                Extracted {
-                    request_id: extracted.request_id,
-                    ..Extracted::default()
-                }
+            if let Some((trace, span)) = &ids {
+                w.id(TRACE_ID, trace);
+                w.id(SPAN_ID, span);
             }
-            Err(_) => {
-                self.body.clear();
-                any_value::string_value(json, &mut self.body);
-                Extracted::default()
-            }
-        }
+            w.splice_fields(&self.body);
+            w.splice_list(ATTRIBUTES, &self.attributes);
+        });
     }
 
     /// Follows invocations: which one is current, and its trace id.
@@ -178,19 +158,39 @@ impl Logs {
     }
 }
 
-/// Appends a `KeyValue` to a comma-separated list.
-fn attribute(list: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
-    if !list.is_empty() {
-        list.push(b',');
+/// A JSON-format record: its message is the body, its other fields attributes, and level,
+/// requestId and timestamp are taken out (SPEC.md §6.3). No message: the whole object is the
+/// body. Not an object: its JSON text is the body.
+fn structured<'a>(json: &'a str, body: &mut Writer, attributes: &mut Writer) -> Extracted<'a> {
+    let (body_mark, attributes_mark) = (body.mark(), attributes.mark());
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let read = deserializer.deserialize_map(Fields {
+        body: &mut *body,
+        attributes: &mut *attributes,
+    });
+    match read {
+        Ok(extracted) if extracted.message => extracted,
+        Ok(extracted) => {
+            body.reset(body_mark);
+            attributes.reset(attributes_mark);
+            any_value::write(BODY, json, body);
+            Extracted {
+                request_id: extracted.request_id,
+                ..Extracted::default()
+            }
+        }
+        Err(_) => {
+            body.reset(body_mark);
+            attributes.reset(attributes_mark);
+            any_value::string_value(BODY, json, body);
+            Extracted::default()
+        }
     }
-    key_value_open(key, list);
-    value(list);
-    list.push(b'}');
 }
 
-/// A text record's JSON string literal as a `stringValue`, copied without unescaping, minus
-/// one trailing `\n` (or `\r\n`): the line as the function wrote it.
-fn text_body(json: &str, out: &mut Vec<u8>) {
+/// A text record's JSON string literal as the body's `stringValue`, minus one trailing `\n`
+/// (or `\r\n`): the line as the function wrote it. JSON copies it without unescaping.
+fn text_body(json: &str, w: &mut Writer) {
     let mut inner = json.strip_suffix('"').unwrap_or(json);
     for escape in ["\\n", "\\r"] {
         if let Some(rest) = inner.strip_suffix(escape) {
@@ -201,18 +201,16 @@ fn text_body(json: &str, out: &mut Vec<u8>) {
             }
         }
     }
-    out.extend_from_slice(b"{\"stringValue\":");
-    out.extend_from_slice(inner.as_bytes());
-    out.extend_from_slice(b"\"}");
+    w.message(BODY, |w| w.string_literal(STRING_VALUE, inner));
 }
 
 /// Walks a JSON-format record's fields once.
-struct Fields<'o> {
-    body: &'o mut Vec<u8>,
-    fields: &'o mut Vec<u8>,
+struct Fields<'w, 'a, 'b> {
+    body: &'w mut Writer<'a>,
+    attributes: &'w mut Writer<'b>,
 }
 
-impl<'de> Visitor<'de> for Fields<'_> {
+impl<'de> Visitor<'de> for Fields<'_, '_, '_> {
     type Value = Extracted<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -227,7 +225,7 @@ impl<'de> Visitor<'de> for Fields<'_> {
             match key.as_ref() {
                 "message" | "msg" if !extracted.message => {
                     extracted.message = true;
-                    any_value::write(raw.get(), self.body);
+                    any_value::write(BODY, raw.get(), self.body);
                     continue;
                 }
                 "level" if extracted.level.is_none() && text().is_some() => {
@@ -255,7 +253,7 @@ impl<'de> Visitor<'de> for Fields<'_> {
                 }
                 _ => {}
             }
-            attribute(self.fields, &key, |o| any_value::write(raw.get(), o));
+            json_attribute(&key, raw.get(), self.attributes);
         }
         Ok(extracted)
     }
@@ -276,25 +274,21 @@ fn severity_number(level: &str) -> u8 {
 
 impl Encoder for Logs {
     fn content_type(&self) -> &'static str {
-        "application/json"
+        self.common.encoding.content_type()
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
-        self.common
-            .open("resourceLogs", "scopeLogs", "logRecords", out);
+        self.common.open(&ENVELOPE, &mut self.request.on(out));
     }
 
-    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
         self.track(event);
-        if !first {
-            out.push(b',');
-        }
         self.write_record(event, out);
         true
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        Common::close(out);
+        self.request.on(out).end();
     }
 }
 
@@ -302,6 +296,7 @@ impl Encoder for Logs {
 mod tests {
     use super::*;
     use crate::sinks::otlp::tests_support::{common, encode};
+    use crate::sinks::otlp::wire::Encoding;
     use serde_json::Value;
 
     #[test]
@@ -318,10 +313,22 @@ mod tests {
             (r#""""#, ""),
         ];
         for (json, text) in cases {
-            let mut out = Vec::new();
-            text_body(json, &mut out);
-            let value: Value = serde_json::from_slice(&out).unwrap();
-            assert_eq!(value["stringValue"], text, "{json}");
+            for encoding in [Encoding::Json, Encoding::Protobuf] {
+                let mut out = Vec::new();
+                let mut state = State::new(encoding);
+                let mut w = state.on(&mut out);
+                w.begin();
+                text_body(json, &mut w);
+                w.end();
+                if encoding == Encoding::Json {
+                    let value: Value = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(value["body"]["stringValue"], text, "{json}");
+                } else {
+                    // body { stringValue "<text>" }, every length under 128.
+                    assert_eq!(&out[4..], text.as_bytes(), "{json}");
+                    assert_eq!(usize::from(out[3]), text.len(), "{json}");
+                }
+            }
         }
     }
 

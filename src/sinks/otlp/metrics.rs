@@ -7,15 +7,14 @@
 //! same reports, so nothing is counted twice; one that is dropped loses only its own window.
 //! A metric no report in the window carried is not sent (LMI reports carry only a duration).
 
-use serde_json::{Value, json};
-
-use super::{Common, nanos, now_ms, time_ms};
+use super::wire::{Field, State, Writer};
+use super::{Common, Envelope, nanos, now_ms, time_ms};
 use crate::counters::Counters;
 use crate::sinks::Encoder;
 use crate::telemetry::batch::{Event, Kind};
 
-const DELTA: u8 = 1;
-const CUMULATIVE: u8 = 2;
+const DELTA: u32 = 1;
+const CUMULATIVE: u32 = 2;
 const SECONDS_BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
@@ -29,15 +28,58 @@ const BYTES_BOUNDS: [f64; 7] = [
     4_294_967_296.0,
 ];
 
+const ENVELOPE: Envelope = Envelope {
+    resources: Field("resourceMetrics", 1),
+    scopes: Field("scopeMetrics", 2),
+    items: Field("metrics", 2),
+};
+const NAME: Field = Field("name", 1);
+const UNIT: Field = Field("unit", 3);
+const SUM: Field = Field("sum", 7);
+const HISTOGRAM: Field = Field("histogram", 9);
+/// `Sum.dataPoints` and `Histogram.dataPoints`.
+const DATA_POINTS: Field = Field("dataPoints", 1);
+const TEMPORALITY: Field = Field("aggregationTemporality", 2);
+const IS_MONOTONIC: Field = Field("isMonotonic", 3);
+const START_TIME: Field = Field("startTimeUnixNano", 2);
+const TIME: Field = Field("timeUnixNano", 3);
+const AS_INT: Field = Field("asInt", 6);
+const COUNT: Field = Field("count", 4);
+const HISTOGRAM_SUM: Field = Field("sum", 5);
+const BUCKET_COUNTS: Field = Field("bucketCounts", 6);
+const EXPLICIT_BOUNDS: Field = Field("explicitBounds", 7);
+const MIN: Field = Field("min", 11);
+const MAX: Field = Field("max", 12);
+
+/// A monotonic sum with one data point.
+fn sum(w: &mut Writer, name: &str, unit: &str, temporality: u32, window: (i64, i64), value: u64) {
+    w.item(|w| {
+        w.string(NAME, name);
+        w.string(UNIT, unit);
+        w.message(SUM, |w| {
+            w.list(DATA_POINTS, |w| {
+                w.item(|w| {
+                    w.fixed64(START_TIME, nanos(window.0));
+                    w.fixed64(TIME, nanos(window.1));
+                    w.sfixed64(AS_INT, i64::try_from(value).unwrap_or(i64::MAX));
+                });
+            });
+            w.number(TEMPORALITY, temporality);
+            w.boolean(IS_MONOTONIC, true);
+        });
+    });
+}
+
 #[derive(Default)]
 struct Histogram {
     values: Vec<f64>,
 }
 
 impl Histogram {
-    fn to_json(&self, name: &str, unit: &str, bounds: &[f64], window: (i64, i64)) -> Option<Value> {
+    /// The histogram as a metric with one delta data point; nothing if it has no values.
+    fn write(&self, w: &mut Writer, name: &str, unit: &str, bounds: &[f64], window: (i64, i64)) {
         if self.values.is_empty() {
-            return None;
+            return;
         }
         let mut buckets = vec![0u64; bounds.len() + 1];
         for v in &self.values {
@@ -52,23 +94,25 @@ impl Histogram {
             .iter()
             .copied()
             .fold(f64::NEG_INFINITY, f64::max);
-        Some(json!({
-            "name": name,
-            "unit": unit,
-            "histogram": {
-                "aggregationTemporality": DELTA,
-                "dataPoints": [{
-                    "startTimeUnixNano": nanos(window.0),
-                    "timeUnixNano": nanos(window.1),
-                    "count": self.values.len().to_string(),
-                    "sum": self.values.iter().sum::<f64>(),
-                    "min": min,
-                    "max": max,
-                    "bucketCounts": buckets.iter().map(u64::to_string).collect::<Vec<_>>(),
-                    "explicitBounds": bounds,
-                }],
-            },
-        }))
+        w.item(|w| {
+            w.string(NAME, name);
+            w.string(UNIT, unit);
+            w.message(HISTOGRAM, |w| {
+                w.list(DATA_POINTS, |w| {
+                    w.item(|w| {
+                        w.fixed64(START_TIME, nanos(window.0));
+                        w.fixed64(TIME, nanos(window.1));
+                        w.fixed64(COUNT, self.values.len() as u64);
+                        w.double(HISTOGRAM_SUM, self.values.iter().sum::<f64>());
+                        w.fixed64s(BUCKET_COUNTS, &buckets);
+                        w.doubles(EXPLICIT_BOUNDS, bounds);
+                        w.double(MIN, min);
+                        w.double(MAX, max);
+                    });
+                });
+                w.number(TEMPORALITY, DELTA);
+            });
+        });
     }
 }
 
@@ -149,7 +193,7 @@ impl Metrics {
     }
 
     /// The relay's counters as cumulative monotonic sums.
-    fn relay_counters(&self, end_ms: i64) -> Vec<Value> {
+    fn relay_counters(&self, w: &mut Writer, end_ms: i64) {
         let c = &self.counters;
         let named = [
             ("telemetry_relay.events.received", "{event}", c.events),
@@ -171,30 +215,16 @@ impl Metrics {
                 c.malformed_posts.saturating_add(c.oversize_posts),
             ),
         ];
-        named
-            .iter()
-            .map(|(name, unit, value)| {
-                json!({
-                    "name": name,
-                    "unit": unit,
-                    "sum": {
-                        "aggregationTemporality": CUMULATIVE,
-                        "isMonotonic": true,
-                        "dataPoints": [{
-                            "startTimeUnixNano": nanos(self.started_ms),
-                            "timeUnixNano": nanos(end_ms.max(self.started_ms)),
-                            "asInt": value.to_string(),
-                        }],
-                    },
-                })
-            })
-            .collect()
+        let window = (self.started_ms, end_ms.max(self.started_ms));
+        for (name, unit, value) in named {
+            sum(w, name, unit, CUMULATIVE, window, value);
+        }
     }
 }
 
 impl Encoder for Metrics {
     fn content_type(&self) -> &'static str {
-        "application/json"
+        self.common.encoding.content_type()
     }
 
     fn carries(&self, event: &Event) -> bool {
@@ -224,7 +254,9 @@ impl Encoder for Metrics {
             self.reset();
             return;
         };
-        let mut metrics = Vec::new();
+        let mut request = State::new(self.common.encoding);
+        let w = &mut request.on(out);
+        self.common.open(&ENVELOPE, w);
         for (i, (name, unit, value)) in self.counts.iter().enumerate() {
             let carried = if i == 3 {
                 self.seen_cold
@@ -232,42 +264,20 @@ impl Encoder for Metrics {
                 self.seen_status
             };
             if carried {
-                metrics.push(json!({
-                    "name": name,
-                    "unit": unit,
-                    "sum": {
-                        "aggregationTemporality": DELTA,
-                        "isMonotonic": true,
-                        "dataPoints": [{
-                            "startTimeUnixNano": nanos(window.0),
-                            "timeUnixNano": nanos(window.1),
-                            "asInt": value.to_string(),
-                        }],
-                    },
-                }));
+                sum(w, name, unit, DELTA, window, *value);
             }
         }
-        let histograms = [
-            self.invoke
-                .to_json("faas.invoke_duration", "s", &SECONDS_BOUNDS, window),
-            self.init
-                .to_json("faas.init_duration", "s", &SECONDS_BOUNDS, window),
-            self.billed
-                .to_json("aws.lambda.billed_duration", "s", &SECONDS_BOUNDS, window),
-            self.memory
-                .to_json("faas.mem_usage", "By", &BYTES_BOUNDS, window),
-        ];
-        metrics.extend(histograms.into_iter().flatten());
-        metrics.extend(self.relay_counters(window.1.max(now_ms())));
-        self.common
-            .open("resourceMetrics", "scopeMetrics", "metrics", out);
-        for (i, metric) in metrics.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut *out, metric);
-        }
-        Common::close(out);
+        let seconds = &SECONDS_BOUNDS;
+        self.invoke
+            .write(w, "faas.invoke_duration", "s", seconds, window);
+        self.init
+            .write(w, "faas.init_duration", "s", seconds, window);
+        self.billed
+            .write(w, "aws.lambda.billed_duration", "s", seconds, window);
+        self.memory
+            .write(w, "faas.mem_usage", "By", &BYTES_BOUNDS, window);
+        self.relay_counters(w, window.1.max(now_ms()));
+        w.end();
         self.reset();
     }
 }
@@ -276,6 +286,7 @@ impl Encoder for Metrics {
 mod tests {
     use super::*;
     use crate::sinks::otlp::tests_support::{common, encode, encode_body};
+    use serde_json::Value;
 
     fn metrics(fixture: &str) -> Vec<Value> {
         let body = encode(&mut Metrics::new(common()), fixture);

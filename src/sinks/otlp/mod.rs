@@ -1,18 +1,25 @@
-//! OpenTelemetry over OTLP/HTTP with JSON encoding: one output per signal (logs, metrics,
-//! traces), each an [`Encoder`](crate::sinks::Encoder) fed by the delivery pipeline.
+//! OpenTelemetry over OTLP/HTTP, protobuf (the default) or JSON: one output per signal (logs,
+//! metrics, traces), each an [`Encoder`](crate::sinks::Encoder) fed by the delivery pipeline.
 //!
-//! The OTLP JSON mapping is protobuf's JSON mapping with OTLP's exceptions, and receivers are
+//! Both encodings are written by one [`wire::Writer`], so they carry the same content. The
+//! OTLP JSON mapping is protobuf's JSON mapping with OTLP's exceptions, and receivers are
 //! strict about it: field names in lowerCamelCase, 64-bit integers as decimal strings, enums as
 //! integers, and trace/span ids as hex (not base64). Every request carries the same resource,
 //! built once from the Lambda environment with the FaaS and cloud semantic conventions, and
 //! then `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, which win.
 
 pub mod any_value;
+#[cfg(test)]
+mod encodings_test;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
+pub mod wire;
+#[cfg(test)]
+pub mod wire_check;
 
-use serde_json::{Map, Value, json};
+use any_value::{int_attribute, string_attribute};
+use wire::{Encoding, Field, State, Writer};
 
 use crate::config::Config;
 use crate::telemetry::echo::fnv1a;
@@ -21,38 +28,62 @@ use crate::telemetry::time;
 /// The instrumentation scope on every request.
 const SCOPE_NAME: &str = "telemetry-relay";
 
-/// What every OTLP request shares: the resource and scope, as JSON text.
+const RESOURCE: Field = Field("resource", 1);
+const RESOURCE_ATTRIBUTES: Field = Field("attributes", 1);
+const SCOPE: Field = Field("scope", 1);
+const SCOPE_NAME_FIELD: Field = Field("name", 1);
+const SCOPE_VERSION: Field = Field("version", 2);
+
+/// A request's outer lists: `resource<Signal>` in the request, `scope<Signal>` in a resource,
+/// and the items in a scope.
+pub struct Envelope {
+    pub resources: Field,
+    pub scopes: Field,
+    pub items: Field,
+}
+
+/// A resource attribute's value.
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+/// What every OTLP request shares: the encoding, and the resource and scope, encoded once.
 #[derive(Debug, Clone)]
 pub struct Common {
-    resource: String,
-    scope: String,
+    pub encoding: Encoding,
+    resource: Vec<u8>,
+    scope: Vec<u8>,
     pub function_name: String,
 }
 
 impl Common {
-    pub fn new(config: &Config) -> Common {
-        let mut attributes: Vec<(String, String)> = vec![
-            ("cloud.provider".into(), "aws".into()),
-            ("cloud.platform".into(), "aws_lambda".into()),
-            ("faas.name".into(), config.function_name.clone()),
-            ("faas.version".into(), config.function_version.clone()),
-            ("service.name".into(), config.function_name.clone()),
+    pub fn new(config: &Config, encoding: Encoding) -> Common {
+        let mut attributes: Vec<(String, Value)> = vec![
+            ("cloud.provider".into(), Value::Text("aws".into())),
+            ("cloud.platform".into(), Value::Text("aws_lambda".into())),
+            (
+                "faas.name".into(),
+                Value::Text(config.function_name.clone()),
+            ),
+            (
+                "faas.version".into(),
+                Value::Text(config.function_version.clone()),
+            ),
+            (
+                "service.name".into(),
+                Value::Text(config.function_name.clone()),
+            ),
         ];
         if let Some(region) = &config.region {
-            attributes.push(("cloud.region".into(), region.clone()));
+            attributes.push(("cloud.region".into(), Value::Text(region.clone())));
         }
         if let Some(stream) = &config.log_stream {
-            attributes.push(("faas.instance".into(), stream.clone()));
+            attributes.push(("faas.instance".into(), Value::Text(stream.clone())));
         }
-        let mut resource: Vec<Value> = attributes
-            .into_iter()
-            .map(|(k, v)| attribute(&k, json!(v)))
-            .collect();
         if let Some(mb) = config.memory_mb {
-            resource.push(attribute(
-                "faas.max_memory",
-                json!(mb.saturating_mul(1 << 20)),
-            ));
+            let bytes = mb.saturating_mul(1 << 20);
+            attributes.push(("faas.max_memory".into(), Value::Int(bytes)));
         }
         let otlp = config.outputs.otlp.as_ref();
         let overrides = otlp
@@ -63,64 +94,60 @@ impl Common {
             .into_iter()
             .chain(service.map(|s| ("service.name".to_string(), s)))
         {
-            resource.retain(|a| a["key"] != key.as_str());
-            resource.push(attribute(&key, json!(value)));
+            attributes.retain(|(k, _)| *k != key);
+            attributes.push((key, Value::Text(value)));
         }
+        let resource = fragment(encoding, |w| {
+            w.message(RESOURCE, |w| {
+                w.list(RESOURCE_ATTRIBUTES, |w| {
+                    for (key, value) in &attributes {
+                        match value {
+                            Value::Text(text) => string_attribute(key, text, w),
+                            Value::Int(n) => int_attribute(key, *n, w),
+                        }
+                    }
+                });
+            });
+        });
+        let scope = fragment(encoding, |w| {
+            w.message(SCOPE, |w| {
+                w.string(SCOPE_NAME_FIELD, SCOPE_NAME);
+                w.string(SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
+            });
+        });
         Common {
-            resource: json!({ "attributes": resource }).to_string(),
-            scope: json!({ "name": SCOPE_NAME, "version": env!("CARGO_PKG_VERSION") }).to_string(),
+            encoding,
+            resource,
+            scope,
             function_name: config.function_name.clone(),
         }
     }
 
-    /// Opens `{"<resources>":[{"resource":…,"<scopes>":[{"scope":…,"<items>":[`.
-    fn open(&self, resources: &str, scopes: &str, items: &str, out: &mut Vec<u8>) {
-        let (resource, scope) = (&self.resource, &self.scope);
-        let head = format!(
-            r#"{{"{resources}":[{{"resource":{resource},"{scopes}":[{{"scope":{scope},"{items}":["#
-        );
-        out.extend_from_slice(head.as_bytes());
-    }
-
-    /// Closes what [`open`](Self::open) opened.
-    fn close(out: &mut Vec<u8>) {
-        out.extend_from_slice(b"]}]}]}");
+    /// Opens a request up to its list of items; [`Writer::end`] closes it.
+    fn open(&self, envelope: &Envelope, w: &mut Writer) {
+        w.begin();
+        w.open_list(envelope.resources);
+        w.open_item();
+        w.splice_fields(&self.resource);
+        w.open_list(envelope.scopes);
+        w.open_item();
+        w.splice_fields(&self.scope);
+        w.open_list(envelope.items);
     }
 }
 
-/// A `KeyValue`.
-fn attribute(key: &str, value: Value) -> Value {
-    json!({ "key": key, "value": any_value(&value) })
+/// Fields written apart, as bytes to splice.
+fn fragment(encoding: Encoding, f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut state = State::fragment(encoding);
+    f(&mut state.on(&mut out));
+    out
 }
 
-/// A JSON value as an OTLP `AnyValue`: integers as `intValue` strings, objects as `kvlistValue`.
-fn any_value(value: &Value) -> Value {
-    match value {
-        Value::String(s) => json!({ "stringValue": s }),
-        Value::Bool(b) => json!({ "boolValue": b }),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => json!({ "intValue": i.to_string() }),
-            None => json!({ "doubleValue": n.as_f64().unwrap_or(0.0) }),
-        },
-        Value::Null => json!({}),
-        Value::Array(items) => {
-            json!({ "arrayValue": { "values": items.iter().map(any_value).collect::<Vec<_>>() } })
-        }
-        Value::Object(map) => json!({ "kvlistValue": { "values": key_values(map) } }),
-    }
-}
-
-fn key_values(map: &Map<String, Value>) -> Vec<Value> {
-    map.iter().map(|(k, v)| attribute(k, v.clone())).collect()
-}
-
-/// Nanoseconds since the epoch as OTLP writes 64-bit integers: a decimal string.
-/// Clamped to what the `fixed64` field holds (1970 to 2554): a time from outside must never
-/// make a request the collector refuses whole.
-fn nanos(ms: i64) -> String {
-    (i128::from(ms) * 1_000_000)
-        .clamp(0, i128::from(u64::MAX))
-        .to_string()
+/// Nanoseconds since the epoch, clamped to what the `fixed64` field holds (1970 to 2554): a
+/// time from outside must never make a request the collector refuses whole.
+fn nanos(ms: i64) -> u64 {
+    u64::try_from((i128::from(ms) * 1_000_000).clamp(0, i128::from(u64::MAX))).unwrap_or(0)
 }
 
 /// Longest span we believe: a duration past this (or negative, or not a number) is input
@@ -143,41 +170,53 @@ fn time_ms(text: Option<&str>) -> Option<i64> {
 
 use crate::telemetry::time::now_ms;
 
+/// A trace id.
+pub type TraceId = [u8; 16];
+/// A span id.
+pub type SpanId = [u8; 8];
+
 /// A hash of `parts`, for ids derived from a request id.
 fn hash(parts: &[&str]) -> u64 {
     fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0])))
 }
 
-/// A span id for `parts`, as 16 hex digits (never all zero).
-fn span_id(parts: &[&str]) -> String {
-    format!("{:016x}", hash(parts).max(1))
+/// A span id for `parts` (never all zero).
+fn span_id(parts: &[&str]) -> SpanId {
+    hash(parts).max(1).to_be_bytes()
 }
 
 /// X-Ray `Root=1-5e1b4151-5ac6c58fbd3c1e4c48b2c1f0;Parent=…;Sampled=1` → (trace id, parent).
-fn xray(value: &str) -> (Option<String>, Option<String>) {
-    let field = |name: &str| {
-        value
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix(name))
-            .map(str::to_string)
-    };
+fn xray(value: &str) -> (Option<TraceId>, Option<SpanId>) {
+    let field = |name: &str| value.split(';').find_map(|p| p.trim().strip_prefix(name));
     let trace = field("Root=").and_then(|root| {
         let hex: String = root.strip_prefix("1-")?.split('-').collect();
-        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| hex.to_ascii_lowercase())
+        from_hex(&hex)
     });
-    let parent =
-        field("Parent=").filter(|p| p.len() == 16 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    (trace, parent.map(|p| p.to_ascii_lowercase()))
+    (trace, field("Parent=").and_then(from_hex))
+}
+
+/// Exactly `2 * N` hex digits as bytes.
+fn from_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    if hex.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 /// A trace id for an invocation without X-Ray context, derived from its request id.
-fn trace_id(request_id: &str) -> String {
-    format!(
-        "{:016x}{:016x}",
-        hash(&[request_id, "trace"]).max(1),
-        hash(&[request_id, "trace2"])
-    )
+fn trace_id(request_id: &str) -> TraceId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&hash(&[request_id, "trace"]).max(1).to_be_bytes());
+    id[8..].copy_from_slice(&hash(&[request_id, "trace2"]).to_be_bytes());
+    id
 }
 
 #[cfg(test)]
@@ -188,34 +227,19 @@ mod tests {
     fn xray_context_becomes_w3c_ids() {
         let (trace, parent) =
             xray("Root=1-69b52883-1e685f6e5413b0143f9b2a07;Parent=a14af2721e102a9f;Sampled=1");
-        assert_eq!(trace.as_deref(), Some("69b528831e685f6e5413b0143f9b2a07"));
-        assert_eq!(parent.as_deref(), Some("a14af2721e102a9f"));
-        assert_eq!(xray("Root=garbage"), (None, None));
-        assert_eq!(trace_id("r").len(), 32);
-        assert_eq!(span_id(&["r"]).len(), 16);
-    }
-
-    #[test]
-    fn any_values_follow_the_otlp_json_mapping() {
-        let v = any_value(
-            &json!({"n": 7, "f": 1.5, "b": true, "s": "x", "a": [null], "big": 18446744073709551615u64}),
-        );
-        let text = v.to_string();
-        assert!(text.contains(r#"{"intValue":"7"}"#), "{text}");
-        assert!(text.contains(r#"{"doubleValue":1.5}"#), "{text}");
-        assert!(text.contains(r#"{"arrayValue":{"values":[{}]}}"#), "{text}");
-        assert!(
-            text.contains(r#""key":"big","value":{"doubleValue":1.8446744073709552e+19}"#),
-            "{text}"
-        );
-        assert_eq!(nanos(1_773_480_067_124), "1773480067124000000");
+        assert_eq!(trace, from_hex("69b528831e685f6e5413b0143f9b2a07"));
+        assert_eq!(parent, Some(0xa14a_f272_1e10_2a9f_u64.to_be_bytes()));
+        assert_eq!(xray("Root=garbage;Parent=a14af2721e102a9g"), (None, None));
+        assert_eq!(from_hex::<2>("0a"), None);
+        assert_ne!(trace_id("r"), trace_id("s"));
     }
 
     #[test]
     fn times_from_outside_are_total_at_the_extremes() {
-        assert_eq!(nanos(i64::MAX), u64::MAX.to_string());
-        assert_eq!(nanos(i64::MIN), "0");
-        assert_eq!(nanos(-5), "0");
+        assert_eq!(nanos(i64::MAX), u64::MAX);
+        assert_eq!(nanos(i64::MIN), 0);
+        assert_eq!(nanos(-5), 0);
+        assert_eq!(nanos(1_773_480_067_124), 1_773_480_067_124_000_000);
         for d in [1e300, f64::INFINITY, f64::NAN, -1.0, f64::MAX, -0.0] {
             let end = end_after(1_000, d);
             assert!(end == 1_000 || d == -0.0, "{d}: {end}");
@@ -234,6 +258,10 @@ pub(crate) mod tests_support {
     use std::collections::HashMap;
 
     pub fn common() -> Common {
+        common_in(Encoding::Json)
+    }
+
+    pub fn common_in(encoding: Encoding) -> Common {
         let env: HashMap<String, String> = [
             ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
             ("AWS_LAMBDA_FUNCTION_NAME", "checkout-api"),
@@ -246,7 +274,7 @@ pub(crate) mod tests_support {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let config = Config::parse(&env).unwrap();
-        Common::new(&config)
+        Common::new(&config, encoding)
     }
 
     /// One request body with every event of `fixture`.
@@ -273,9 +301,16 @@ pub(crate) mod tests_support {
     #[test]
     fn the_resource_follows_the_semantic_conventions() {
         let mut out = Vec::new();
-        common().open("resourceLogs", "scopeLogs", "logRecords", &mut out);
-        Common::close(&mut out);
-        let request: Value = serde_json::from_slice(&out).unwrap();
+        let envelope = Envelope {
+            resources: Field("resourceLogs", 1),
+            scopes: Field("scopeLogs", 2),
+            items: Field("logRecords", 2),
+        };
+        let mut state = State::new(Encoding::Json);
+        let mut w = state.on(&mut out);
+        common().open(&envelope, &mut w);
+        w.end();
+        let request: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let attributes = request["resourceLogs"][0]["resource"]["attributes"].to_string();
         for expected in [
             r#"{"key":"cloud.provider","value":{"stringValue":"aws"}}"#,

@@ -5,29 +5,100 @@
 //! that trace: X-Ray's root is the trace id and its parent the parent span. Without a start time
 //! there is no span: we never invent timing.
 
-use serde_json::{Value, json};
-
-use super::{Common, attribute, end_after, nanos, span_id, time_ms, trace_id, xray};
+use super::any_value::{bool_attribute, string_attribute};
+use super::wire::{Field, State, Writer};
+use super::{
+    Common, Envelope, SpanId, TraceId, end_after, nanos, span_id, time_ms, trace_id, xray,
+};
 use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::sinks::Encoder;
 use crate::telemetry::batch::{Event, Kind};
 use crate::telemetry::record::PlatformRecord;
 
-/// Invocations remembered between their start and their report, at most.
-const SPAN_KIND_INTERNAL: u8 = 1;
-const SPAN_KIND_SERVER: u8 = 2;
-const STATUS_ERROR: u8 = 2;
+const SPAN_KIND_INTERNAL: u32 = 1;
+const SPAN_KIND_SERVER: u32 = 2;
+const STATUS_ERROR: u32 = 2;
+
+const ENVELOPE: Envelope = Envelope {
+    resources: Field("resourceSpans", 1),
+    scopes: Field("scopeSpans", 2),
+    items: Field("spans", 2),
+};
+const TRACE_ID: Field = Field("traceId", 1);
+const SPAN_ID: Field = Field("spanId", 2);
+const PARENT_SPAN_ID: Field = Field("parentSpanId", 4);
+const NAME: Field = Field("name", 5);
+const KIND: Field = Field("kind", 6);
+const START_TIME: Field = Field("startTimeUnixNano", 7);
+const END_TIME: Field = Field("endTimeUnixNano", 8);
+const ATTRIBUTES: Field = Field("attributes", 9);
+const STATUS: Field = Field("status", 15);
+const STATUS_MESSAGE: Field = Field("message", 2);
+const STATUS_CODE: Field = Field("code", 3);
 
 struct Open {
     start_ms: i64,
-    trace: String,
-    parent: Option<String>,
+    trace: TraceId,
+    parent: Option<SpanId>,
     children: Vec<(String, i64, f64)>,
+}
+
+/// A span attribute.
+enum Attribute {
+    Text(&'static str, String),
+    Flag(&'static str, bool),
+}
+
+/// One finished span, as it is written.
+struct Span {
+    trace: TraceId,
+    id: SpanId,
+    parent: Option<SpanId>,
+    name: String,
+    kind: u32,
+    start_ms: i64,
+    end_ms: i64,
+    attributes: Vec<Attribute>,
+    /// An error status, with its message.
+    error: Option<String>,
+}
+
+impl Span {
+    fn write(&self, w: &mut Writer) {
+        w.item(|w| {
+            w.id(TRACE_ID, &self.trace);
+            w.id(SPAN_ID, &self.id);
+            if let Some(parent) = &self.parent {
+                w.id(PARENT_SPAN_ID, parent);
+            }
+            w.string(NAME, &self.name);
+            w.number(KIND, self.kind);
+            w.fixed64(START_TIME, nanos(self.start_ms));
+            w.fixed64(END_TIME, nanos(self.end_ms));
+            if !self.attributes.is_empty() {
+                w.list(ATTRIBUTES, |w| {
+                    for attribute in &self.attributes {
+                        match attribute {
+                            Attribute::Text(key, text) => string_attribute(key, text, w),
+                            Attribute::Flag(key, flag) => bool_attribute(key, *flag, w),
+                        }
+                    }
+                });
+            }
+            if let Some(message) = &self.error {
+                w.message(STATUS, |w| {
+                    w.string(STATUS_MESSAGE, message);
+                    w.number(STATUS_CODE, STATUS_ERROR);
+                });
+            }
+        });
+    }
 }
 
 /// The traces signal's encoder.
 pub struct Traces {
     common: Common,
+    request: State,
     open: ByRequest<Open>,
     /// X-Ray headers of INVOKEs, for a `platform.start` that carries none.
     invoked: ByRequest<String>,
@@ -36,8 +107,10 @@ pub struct Traces {
 
 impl Traces {
     pub fn new(common: Common) -> Traces {
+        let request = State::new(common.encoding);
         Traces {
             common,
+            request,
             open: ByRequest::new(PENDING_CAP),
             invoked: ByRequest::new(PENDING_CAP),
             init_start_ms: None,
@@ -45,7 +118,7 @@ impl Traces {
     }
 
     /// The spans `event` completes.
-    fn spans(&mut self, event: &Event) -> Vec<Value> {
+    fn spans(&mut self, event: &Event) -> Vec<Span> {
         let time = time_ms(event.time_text());
         let record = event.platform();
         match event.kind {
@@ -95,7 +168,7 @@ impl Traces {
         open.children.extend(children(record));
     }
 
-    fn invocation(&mut self, record: &PlatformRecord, time: Option<i64>) -> Vec<Value> {
+    fn invocation(&mut self, record: &PlatformRecord, time: Option<i64>) -> Vec<Span> {
         let Some(id) = record.request_id.0.as_deref() else {
             return Vec::new();
         };
@@ -115,44 +188,43 @@ impl Traces {
             .as_ref()
             .is_some_and(|m| m.init_duration_ms.0.is_some());
         let mut attributes = vec![
-            attribute("faas.invocation_id", json!(id)),
-            attribute("faas.coldstart", json!(cold)),
+            Attribute::Text("faas.invocation_id", id.to_string()),
+            Attribute::Flag("faas.coldstart", cold),
         ];
         if let Some(error) = record.error_type.0.as_deref() {
-            attributes.push(attribute("error.type", json!(error)));
-        }
-        let mut span = json!({
-            "traceId": open.trace,
-            "spanId": own,
-            "name": self.common.function_name,
-            "kind": SPAN_KIND_SERVER,
-            "startTimeUnixNano": nanos(open.start_ms),
-            "endTimeUnixNano": nanos(end_ms),
-            "attributes": attributes,
-        });
-        if let Some(parent) = &open.parent {
-            span["parentSpanId"] = json!(parent);
+            attributes.push(Attribute::Text("error.type", error.to_string()));
         }
         let status = record.status.0.as_deref().unwrap_or("success");
-        if status != "success" {
-            span["status"] = json!({ "code": STATUS_ERROR, "message": record.error_type.0.as_deref().unwrap_or(status) });
-        }
-        let mut spans = vec![span];
+        let error = (status != "success")
+            .then(|| record.error_type.0.as_deref().unwrap_or(status).to_string());
+        let mut spans = vec![Span {
+            trace: open.trace,
+            id: own,
+            parent: open.parent,
+            name: self.common.function_name.clone(),
+            kind: SPAN_KIND_SERVER,
+            start_ms: open.start_ms,
+            end_ms,
+            attributes,
+            error,
+        }];
         for (name, start_ms, duration_ms) in open.children {
-            spans.push(json!({
-                "traceId": open.trace,
-                "spanId": span_id(&[id, &name]),
-                "parentSpanId": own,
-                "name": name,
-                "kind": SPAN_KIND_INTERNAL,
-                "startTimeUnixNano": nanos(start_ms),
-                "endTimeUnixNano": nanos(end_after(start_ms, duration_ms)),
-            }));
+            spans.push(Span {
+                trace: open.trace,
+                id: span_id(&[id, &name]),
+                parent: Some(own),
+                name,
+                kind: SPAN_KIND_INTERNAL,
+                start_ms,
+                end_ms: end_after(start_ms, duration_ms),
+                attributes: Vec::new(),
+                error: None,
+            });
         }
         spans
     }
 
-    fn init_span(&mut self, record: &PlatformRecord, time: Option<i64>) -> Option<Value> {
+    fn init_span(&mut self, record: &PlatformRecord, time: Option<i64>) -> Option<Span> {
         let start_ms = self.init_start_ms.take()?;
         let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
         let end_ms = duration
@@ -165,15 +237,20 @@ impl Traces {
             .as_deref()
             .unwrap_or("on-demand");
         let key = format!("init-{start_ms}");
-        Some(json!({
-            "traceId": trace_id(&key),
-            "spanId": span_id(&[&key]),
-            "name": "init",
-            "kind": SPAN_KIND_INTERNAL,
-            "startTimeUnixNano": nanos(start_ms),
-            "endTimeUnixNano": nanos(end_ms),
-            "attributes": [attribute("faas.coldstart", json!(true)), attribute("faas.init.type", json!(kind))],
-        }))
+        Some(Span {
+            trace: trace_id(&key),
+            id: span_id(&[&key]),
+            parent: None,
+            name: "init".to_string(),
+            kind: SPAN_KIND_INTERNAL,
+            start_ms,
+            end_ms,
+            attributes: vec![
+                Attribute::Flag("faas.coldstart", true),
+                Attribute::Text("faas.init.type", kind.to_string()),
+            ],
+            error: None,
+        })
     }
 }
 
@@ -194,7 +271,7 @@ fn children(record: &PlatformRecord) -> Vec<(String, i64, f64)> {
 
 impl Encoder for Traces {
     fn content_type(&self) -> &'static str {
-        "application/json"
+        self.common.encoding.content_type()
     }
 
     /// The events that end a span; starts and runtimeDones only feed them.
@@ -209,23 +286,20 @@ impl Encoder for Traces {
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
-        self.common
-            .open("resourceSpans", "scopeSpans", "spans", out);
+        self.common.open(&ENVELOPE, &mut self.request.on(out));
     }
 
-    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
         let spans = self.spans(event);
-        for (i, span) in spans.iter().enumerate() {
-            if !(first && i == 0) {
-                out.push(b',');
-            }
-            let _ = serde_json::to_writer(&mut *out, span);
+        let w = &mut self.request.on(out);
+        for span in &spans {
+            span.write(w);
         }
         !spans.is_empty()
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
-        Common::close(out);
+        self.request.on(out).end();
     }
 }
 
@@ -233,6 +307,7 @@ impl Encoder for Traces {
 mod tests {
     use super::*;
     use crate::sinks::otlp::tests_support::{common, encode, encode_body};
+    use serde_json::Value;
 
     fn spans(fixture: &str) -> Vec<Value> {
         let body = encode(&mut Traces::new(common()), fixture);

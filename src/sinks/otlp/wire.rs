@@ -1,0 +1,588 @@
+//! One writer for both OTLP encodings, so the JSON and the protobuf requests are the same
+//! code walking the same events and can only differ in how a field is spelled.
+//!
+//! A [`Field`] is a message field's JSON name and protobuf number. JSON follows OTLP's mapping
+//! (lowerCamelCase names, 64-bit integers as decimal strings, enums as integers, ids as hex);
+//! protobuf is the wire format written by hand: it is small and fixed (varints, fixed64s and
+//! length-delimited fields), so no crate and no generated code. A nested message's length is
+//! known only when it ends: a one-byte placeholder is written and patched at its close, and
+//! only a message of 128 bytes or more moves its content to make room for a longer varint.
+//!
+//! A [`Writer`] pairs the output buffer with the [`State`] that says what is open; the state
+//! lives in the encoder, so a request can be opened, filled and closed across several calls.
+
+/// The two encodings of OTLP/HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl Encoding {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Json => "application/json",
+            Encoding::Protobuf => "application/x-protobuf",
+        }
+    }
+}
+
+/// A message field: its JSON name and its protobuf field number.
+#[derive(Debug, Clone, Copy)]
+pub struct Field(pub &'static str, pub u32);
+
+/// What a message frame is: the request itself, a piece written apart, or a nested message
+/// whose content starts at the offset (after its length placeholder).
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    Root { first: bool },
+    Fragment { first: bool },
+    Nested { first: bool, start: usize },
+    List { field: Field, first: bool },
+}
+
+/// What is open in one buffer.
+#[derive(Debug, Clone)]
+pub struct State {
+    encoding: Encoding,
+    frames: Vec<Frame>,
+}
+
+/// A position to go back to (see [`Writer::reset`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    len: usize,
+    first: bool,
+}
+
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+
+impl State {
+    /// Nothing open yet: [`Writer::begin`] opens the request.
+    pub fn new(encoding: Encoding) -> State {
+        State {
+            encoding,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Fields written apart, to be spliced into a message with [`Writer::splice_fields`].
+    pub fn fragment(encoding: Encoding) -> State {
+        State {
+            encoding,
+            frames: vec![Frame::Fragment { first: true }],
+        }
+    }
+
+    /// Elements of a repeated field written apart ([`Writer::splice_list`]).
+    pub fn list_fragment(encoding: Encoding, field: Field) -> State {
+        State {
+            encoding,
+            frames: vec![Frame::List { field, first: true }],
+        }
+    }
+
+    pub fn on<'a>(&'a mut self, out: &'a mut Vec<u8>) -> Writer<'a> {
+        Writer { state: self, out }
+    }
+
+    /// Starts over in a new buffer with the same shape (a fragment stays a fragment).
+    pub fn restart(&mut self) {
+        let shape = match self.frames.first() {
+            Some(Frame::Fragment { .. }) => Some(Frame::Fragment { first: true }),
+            Some(&Frame::List { field, .. }) => Some(Frame::List { field, first: true }),
+            _ => None,
+        };
+        self.frames.clear();
+        self.frames.extend(shape);
+    }
+}
+
+/// A buffer being written, with what is open in it.
+pub struct Writer<'a> {
+    state: &'a mut State,
+    out: &'a mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn json(&self) -> bool {
+        self.state.encoding == Encoding::Json
+    }
+
+    /// Opens the request (JSON's outer brace).
+    pub fn begin(&mut self) {
+        self.state.frames.clear();
+        self.state.frames.push(Frame::Root { first: true });
+        if self.json() {
+            self.out.push(b'{');
+        }
+    }
+
+    /// Closes everything still open, the request last.
+    pub fn end(&mut self) {
+        while !self.state.frames.is_empty() {
+            match self.state.frames.last() {
+                Some(Frame::List { .. }) => self.close_list(),
+                _ => self.close(),
+            }
+        }
+    }
+
+    /// JSON: the separating comma and `"name":`. Protobuf: the tag.
+    fn key(&mut self, field: Field, wire_type: u32) {
+        if self.json() {
+            self.comma();
+            self.out.push(b'"');
+            self.out.extend_from_slice(field.0.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        } else {
+            varint(
+                u64::from(field.1) << 3 | u64::from(wire_type),
+                &mut *self.out,
+            );
+        }
+    }
+
+    /// JSON: a comma unless this is the open frame's first member.
+    fn comma(&mut self) {
+        if let Some(
+            Frame::Root { first }
+            | Frame::Fragment { first }
+            | Frame::Nested { first, .. }
+            | Frame::List { first, .. },
+        ) = self.state.frames.last_mut()
+        {
+            if !*first {
+                self.out.push(b',');
+            }
+            *first = false;
+        }
+    }
+
+    /// Opens a message-valued field of the open message.
+    pub fn open(&mut self, field: Field) {
+        self.key(field, LEN);
+        self.push_nested();
+    }
+
+    /// Opens the next element of the open repeated field.
+    pub fn open_item(&mut self) {
+        if self.json() {
+            self.comma();
+        } else if let Some(&Frame::List { field, .. }) = self.state.frames.last() {
+            self.key(field, LEN);
+        }
+        self.push_nested();
+    }
+
+    fn push_nested(&mut self) {
+        if self.json() {
+            self.out.push(b'{');
+        } else {
+            self.out.push(0);
+        }
+        let start = self.out.len();
+        self.state.frames.push(Frame::Nested { first: true, start });
+    }
+
+    /// Closes the open message.
+    pub fn close(&mut self) {
+        let json = self.json();
+        match self.state.frames.pop() {
+            Some(Frame::Nested { start, .. }) if !json => patch_length(self.out, start),
+            Some(Frame::Nested { .. } | Frame::Root { .. }) if json => self.out.push(b'}'),
+            _ => {}
+        }
+    }
+
+    /// Opens a repeated message field: [`open_item`](Self::open_item) for each element.
+    pub fn open_list(&mut self, field: Field) {
+        if self.json() {
+            self.key(field, LEN);
+            self.out.push(b'[');
+        }
+        self.state.frames.push(Frame::List { field, first: true });
+    }
+
+    pub fn close_list(&mut self) {
+        if let Some(Frame::List { .. }) = self.state.frames.last() {
+            self.state.frames.pop();
+            if self.json() {
+                self.out.push(b']');
+            }
+        }
+    }
+
+    /// A message-valued field, written by `f`.
+    pub fn message<R>(&mut self, field: Field, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.open(field);
+        let r = f(self);
+        self.close();
+        r
+    }
+
+    /// The next element of the open repeated field, written by `f`.
+    pub fn item<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.open_item();
+        let r = f(self);
+        self.close();
+        r
+    }
+
+    /// A repeated message field; `f` writes its elements with [`item`](Self::item).
+    pub fn list<R>(&mut self, field: Field, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.open_list(field);
+        let r = f(self);
+        self.close_list();
+        r
+    }
+
+    pub fn string(&mut self, field: Field, text: &str) {
+        self.key(field, LEN);
+        if self.json() {
+            quoted(text, self.out);
+        } else {
+            varint(text.len() as u64, &mut *self.out);
+            self.out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// A string given as a JSON string literal without its closing quote (`"abc`), copied
+    /// as it is into JSON; protobuf gets the text it stands for.
+    pub fn string_literal(&mut self, field: Field, open_literal: &str) {
+        if self.json() {
+            self.key(field, LEN);
+            self.out.extend_from_slice(open_literal.as_bytes());
+            self.out.push(b'"');
+            return;
+        }
+        let mut literal = String::with_capacity(open_literal.len() + 1);
+        literal.push_str(open_literal);
+        literal.push('"');
+        let text: String = serde_json::from_str(&literal).unwrap_or_default();
+        self.string(field, &text);
+    }
+
+    /// A `bytes` id (trace or span): lowercase hex in JSON, as OTLP's JSON mapping says.
+    pub fn id(&mut self, field: Field, id: &[u8]) {
+        self.key(field, LEN);
+        if self.json() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            self.out.push(b'"');
+            for b in id {
+                self.out.push(HEX[usize::from(b >> 4)]);
+                self.out.push(HEX[usize::from(b & 15)]);
+            }
+            self.out.push(b'"');
+        } else {
+            varint(id.len() as u64, &mut *self.out);
+            self.out.extend_from_slice(id);
+        }
+    }
+
+    /// A `fixed64` (times, counts).
+    pub fn fixed64(&mut self, field: Field, value: u64) {
+        self.key(field, FIXED64);
+        if self.json() {
+            self.decimal_string(value);
+        } else {
+            self.out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// An `sfixed64` (a sum's `asInt`).
+    pub fn sfixed64(&mut self, field: Field, value: i64) {
+        self.key(field, FIXED64);
+        if self.json() {
+            self.out
+                .extend_from_slice(format!("\"{value}\"").as_bytes());
+        } else {
+            self.out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// An `int64` (an `AnyValue`'s `intValue`).
+    pub fn int64(&mut self, field: Field, value: i64) {
+        self.key(field, VARINT);
+        if self.json() {
+            self.out
+                .extend_from_slice(format!("\"{value}\"").as_bytes());
+        } else {
+            // Negative int64s are their two's complement, ten bytes long.
+            varint(value as u64, &mut *self.out);
+        }
+    }
+
+    /// An enum or a small unsigned integer: a number in JSON.
+    pub fn number(&mut self, field: Field, value: u32) {
+        self.key(field, VARINT);
+        if self.json() {
+            self.out.extend_from_slice(value.to_string().as_bytes());
+        } else {
+            varint(u64::from(value), &mut *self.out);
+        }
+    }
+
+    pub fn boolean(&mut self, field: Field, value: bool) {
+        self.key(field, VARINT);
+        if self.json() {
+            self.out
+                .extend_from_slice(if value { b"true" } else { b"false" });
+        } else {
+            self.out.push(u8::from(value));
+        }
+    }
+
+    pub fn double(&mut self, field: Field, value: f64) {
+        self.key(field, FIXED64);
+        if self.json() {
+            json_double(value, self.out);
+        } else {
+            self.out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// A packed `repeated fixed64`.
+    pub fn fixed64s(&mut self, field: Field, values: &[u64]) {
+        self.key(field, LEN);
+        if self.json() {
+            self.out.push(b'[');
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.decimal_string(*v);
+            }
+            self.out.push(b']');
+        } else {
+            varint(values.len() as u64 * 8, &mut *self.out);
+            for v in values {
+                self.out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    /// A packed `repeated double`.
+    pub fn doubles(&mut self, field: Field, values: &[f64]) {
+        self.key(field, LEN);
+        if self.json() {
+            self.out.push(b'[');
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                json_double(*v, self.out);
+            }
+            self.out.push(b']');
+        } else {
+            varint(values.len() as u64 * 8, &mut *self.out);
+            for v in values {
+                self.out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    fn decimal_string(&mut self, value: u64) {
+        self.out
+            .extend_from_slice(format!("\"{value}\"").as_bytes());
+    }
+
+    /// Fields written apart with a [`State::fragment`], into the open message.
+    pub fn splice_fields(&mut self, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
+        }
+        if self.json() {
+            self.comma();
+        }
+        self.out.extend_from_slice(piece);
+    }
+
+    /// Elements written apart with a [`State::list_fragment`] for `field`, as that field.
+    pub fn splice_list(&mut self, field: Field, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
+        }
+        if self.json() {
+            self.key(field, LEN);
+            self.out.push(b'[');
+            self.out.extend_from_slice(piece);
+            self.out.push(b']');
+        } else {
+            self.out.extend_from_slice(piece);
+        }
+    }
+
+    /// Where the buffer is now, for [`reset`](Self::reset).
+    pub fn mark(&self) -> Mark {
+        let first = match self.state.frames.last() {
+            Some(
+                Frame::Root { first }
+                | Frame::Fragment { first }
+                | Frame::Nested { first, .. }
+                | Frame::List { first, .. },
+            ) => *first,
+            None => true,
+        };
+        Mark {
+            len: self.out.len(),
+            first,
+        }
+    }
+
+    /// Takes back what was written since `mark`, in the same frame.
+    pub fn reset(&mut self, mark: Mark) {
+        self.out.truncate(mark.len);
+        if let Some(
+            Frame::Root { first }
+            | Frame::Fragment { first }
+            | Frame::Nested { first, .. }
+            | Frame::List { first, .. },
+        ) = self.state.frames.last_mut()
+        {
+            *first = mark.first;
+        }
+    }
+}
+
+/// `text` as a JSON string literal.
+pub fn quoted(text: &str, out: &mut Vec<u8>) {
+    // Writing a &str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn json_double(value: f64, out: &mut Vec<u8>) {
+    if value.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &value);
+    } else {
+        // OTLP JSON, as protobuf's JSON mapping, spells these as strings.
+        let text = if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        quoted(text, out);
+    }
+}
+
+/// A base-128 varint.
+fn varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Writes the length of the message whose content starts at `start` into its placeholder
+/// (the byte before `start`), widening it when the length needs more than one byte.
+fn patch_length(out: &mut Vec<u8>, start: usize) {
+    let len = out.len().saturating_sub(start) as u64;
+    let mut bytes = Vec::with_capacity(10);
+    varint(len, &mut bytes);
+    let Some((first, rest)) = bytes.split_first() else {
+        return;
+    };
+    if let Some(placeholder) = start.checked_sub(1).and_then(|i| out.get_mut(i)) {
+        *placeholder = *first;
+    }
+    if !rest.is_empty() {
+        out.splice(start..start, rest.iter().copied());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: Field = Field("name", 1);
+    const INNER: Field = Field("inner", 2);
+    const ITEMS: Field = Field("items", 3);
+    const COUNT: Field = Field("count", 4);
+
+    fn both(f: impl Fn(&mut Writer)) -> (String, Vec<u8>) {
+        let mut out = [Vec::new(), Vec::new()];
+        for (encoding, out) in [Encoding::Json, Encoding::Protobuf]
+            .into_iter()
+            .zip(&mut out)
+        {
+            let mut state = State::new(encoding);
+            let mut w = state.on(out);
+            w.begin();
+            f(&mut w);
+            w.end();
+        }
+        let [json, proto] = out;
+        (String::from_utf8(json).unwrap(), proto)
+    }
+
+    #[test]
+    fn nested_messages_and_lists_in_both_encodings() {
+        let (json, proto) = both(|w| {
+            w.string(NAME, "a");
+            w.message(INNER, |w| w.fixed64(COUNT, 7));
+            w.list(ITEMS, |w| {
+                w.item(|w| w.boolean(NAME, true));
+                w.item(|_| {});
+            });
+        });
+        assert_eq!(
+            json,
+            r#"{"name":"a","inner":{"count":"7"},"items":[{"name":true},{}]}"#
+        );
+        let expected: Vec<u8> = [
+            &[0x0a, 1, b'a'][..],
+            &[0x12, 9, 0x21, 7, 0, 0, 0, 0, 0, 0, 0],
+            &[0x1a, 2, 0x08, 1],
+            &[0x1a, 0],
+        ]
+        .concat();
+        assert_eq!(proto, expected);
+    }
+
+    #[test]
+    fn a_long_message_gets_a_longer_length() {
+        let text = "x".repeat(300);
+        let (_, proto) = both(|w| w.message(INNER, |w| w.string(NAME, &text)));
+        // 0x12, len 303 as a varint (0xaf 0x02), then 0x0a, 300 (0xac 0x02), the text.
+        assert_eq!(&proto[..5], &[0x12, 0xaf, 0x02, 0x0a, 0xac]);
+        assert_eq!(proto.len(), 3 + 3 + 300);
+    }
+
+    #[test]
+    fn negative_int64s_are_ten_bytes_and_decimal_strings() {
+        let (json, proto) = both(|w| w.int64(COUNT, -1));
+        assert_eq!(json, r#"{"count":"-1"}"#);
+        assert_eq!(proto.len(), 11);
+        assert_eq!(proto[10], 0x01);
+    }
+
+    #[test]
+    fn spliced_pieces_and_resets() {
+        for encoding in [Encoding::Json, Encoding::Protobuf] {
+            let mut piece = Vec::new();
+            let mut fragment = State::list_fragment(encoding, ITEMS);
+            let mut p = fragment.on(&mut piece);
+            p.item(|w| w.number(COUNT, 1));
+            let mark = p.mark();
+            p.item(|w| w.number(COUNT, 2));
+            p.reset(mark);
+            let mut out = Vec::new();
+            let mut state = State::new(encoding);
+            let mut w = state.on(&mut out);
+            w.begin();
+            w.string(NAME, "n");
+            w.splice_list(ITEMS, &piece);
+            w.end();
+            if encoding == Encoding::Json {
+                assert_eq!(out, br#"{"name":"n","items":[{"count":1}]}"#);
+            } else {
+                assert_eq!(out, [0x0a, 1, b'n', 0x1a, 2, 0x20, 1]);
+            }
+        }
+    }
+}
