@@ -46,7 +46,7 @@ $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
 
 # Third-party validators the output tests run (tests/validate/), in a venv of their own.
 PY := target/py/bin/python
-PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2
+PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2 rotel==0.0.1a15 trustme==1.2.1
 PY_STAMP := target/py/.deps-$(shell echo '$(PYDEPS)' | md5sum | cut -c1-8)
 pydeps: $(PY_STAMP)
 $(PY_STAMP):
