@@ -106,25 +106,30 @@ pub fn throughput(args: &Args) -> Result<(), String> {
             args.fixture,
             percentile(&mut rates.clone(), 0.5).unwrap_or(0.0)
         );
-        let otlp = [
-            "--backend",
-            "healthy",
-            "--env",
-            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
-        ];
-        let mut per_cpu: Vec<f64> = blasts(args, &otlp)?
-            .iter()
-            .filter_map(|r| {
-                let events = r["blast"]["events"].as_f64()?;
-                let cpu_s = r["cpu_ms"].as_f64().filter(|c| *c > 0.0)? / 1000.0;
-                Some(events / cpu_s)
-            })
-            .collect();
-        println!(
-            "With OTLP logs on as well (parsing, stdout, OTLP JSON encoding and sending, in the \
-             extension's CPU time): median of 3 runs **{:.0} events per CPU-second**",
-            percentile(&mut per_cpu, 0.5).unwrap_or(0.0)
-        );
+        for protocol in ["http/protobuf", "http/json"] {
+            let protocol_env = format!("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL={protocol}");
+            let otlp = [
+                "--backend",
+                "healthy",
+                "--env",
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={backend}/v1/logs",
+                "--env",
+                &protocol_env,
+            ];
+            let mut per_cpu: Vec<f64> = blasts(args, &otlp)?
+                .iter()
+                .filter_map(|r| {
+                    let events = r["blast"]["events"].as_f64()?;
+                    let cpu_s = r["cpu_ms"].as_f64().filter(|c| *c > 0.0)? / 1000.0;
+                    Some(events / cpu_s)
+                })
+                .collect();
+            println!(
+                "With OTLP logs ({protocol}) on as well (parsing, stdout, encoding and sending, \
+                 in the extension's CPU time): median of 3 runs **{:.0} events per CPU-second**",
+                percentile(&mut per_cpu, 0.5).unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
 }
@@ -140,10 +145,20 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
         "OTEL_EXPORTER_OTLP_ENDPOINT={backend}",
     ];
     let gzip = ["--env", "OTEL_EXPORTER_OTLP_COMPRESSION=gzip"];
-    let modes: [(&str, Vec<&str>); 3] = [
+    let json = ["--env", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"];
+    let protobuf = ["--env", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"];
+    let modes: [(&str, Vec<&str>); 5] = [
         ("stdout only", Vec::new()),
-        ("OTLP JSON, none", otlp.to_vec()),
-        ("OTLP JSON, gzip", [&otlp[..], &gzip[..]].concat()),
+        ("OTLP JSON, none", [&otlp[..], &json[..]].concat()),
+        (
+            "OTLP JSON, gzip",
+            [&otlp[..], &json[..], &gzip[..]].concat(),
+        ),
+        ("OTLP protobuf, none", [&otlp[..], &protobuf[..]].concat()),
+        (
+            "OTLP protobuf, gzip",
+            [&otlp[..], &protobuf[..], &gzip[..]].concat(),
+        ),
     ];
     println!(
         "\nOTLP cost (logs, metrics and traces), median of 3 runs:\n\n| mode | bytes on the wire \
@@ -174,7 +189,10 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
                         .sum();
                     let content: f64 = requests
                         .iter()
-                        .filter_map(|r| r["body"].as_str().map(|b| b.len() as f64))
+                        .filter_map(|r| match r["body_hex"].as_str() {
+                            Some(hex) => Some(hex.len() as f64 / 2.0),
+                            None => r["body"].as_str().map(|b| b.len() as f64),
+                        })
                         .sum();
                     let events: usize = report["posts"].as_array().map_or(0, |p| {
                         p.iter()
