@@ -63,8 +63,9 @@ pub enum Outcome {
     /// Accepted, but the backend says it rejected `rejected` items of it (OTLP partial
     /// success): counted, not retried.
     Partial { rejected: u64, message: String },
-    /// Refused for good (any 4xx or 5xx but 429, 502, 503, 504): the events are dropped, counted.
-    Rejected(u16),
+    /// Refused for good (any 4xx or 5xx but 429, 502, 503, 504; a TLS setup or handshake that
+    /// failed), and why: the events are dropped, counted.
+    Rejected(String),
     /// Not accepted before the deadline (429, 502–504, timeout, connection refused…): re-queue,
     /// not before `after` if the backend said when.
     Retry {

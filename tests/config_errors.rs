@@ -47,6 +47,26 @@ fn config_mistakes_reach_init_error() {
             "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=5s",
             "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=\"5s\" is not valid: expected a whole number",
         ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/xml",
+            "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/xml\" is not valid: expected http/protobuf (default) or http/json",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE=/var/task/missing-ca.pem",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE=\"/var/task/missing-ca.pem\" is not valid: no such file",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY=/var/task/missing-key.pem",
+            "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY=\"/var/task/missing-key.pem\" is not valid: no such file",
+        ),
+        (
+            "TELEMETRY_RELAY_HTTP_CLIENT_CERTIFICATE=/opt/missing.pem",
+            "TELEMETRY_RELAY_HTTP_CLIENT_CERTIFICATE=\"/opt/missing.pem\" is not valid: no such file",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/proc/self/status",
+            "a client certificate needs its private key: set OTEL_EXPORTER_OTLP_CLIENT_KEY too",
+        ),
     ];
     for (env, message) in cases {
         let run = Run::new(&["--env", env]);

@@ -16,6 +16,7 @@ use crate::log::Level;
 
 pub mod otlp;
 pub mod outputs;
+pub mod tls;
 pub use outputs::Outputs;
 
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";

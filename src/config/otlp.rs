@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::outputs::{Secret, parse_compression, parse_headers, parse_timeout, parse_url};
+use super::tls::{self, TlsFiles, TlsVars};
 use super::{ConfigError, invalid, value_of};
 
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -20,6 +21,11 @@ pub const OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 pub const OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 pub const OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub const OTLP_TLS: TlsVars = TlsVars {
+    ca: "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    client_certificate: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    client_key: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+};
 pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 pub const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -34,6 +40,7 @@ struct SignalVars {
     protocol: &'static str,
     compression: &'static str,
     exporter: &'static str,
+    tls: TlsVars,
 }
 
 const LOGS: SignalVars = SignalVars {
@@ -44,6 +51,11 @@ const LOGS: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
     exporter: "OTEL_LOGS_EXPORTER",
+    tls: TlsVars {
+        ca: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+        client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+        client_key: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+    },
 };
 const METRICS: SignalVars = SignalVars {
     path: "metrics",
@@ -53,6 +65,11 @@ const METRICS: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
     exporter: "OTEL_METRICS_EXPORTER",
+    tls: TlsVars {
+        ca: "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+        client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+        client_key: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+    },
 };
 const TRACES: SignalVars = SignalVars {
     path: "traces",
@@ -62,6 +79,11 @@ const TRACES: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     exporter: "OTEL_TRACES_EXPORTER",
+    tls: TlsVars {
+        ca: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        client_key: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    },
 };
 
 /// OTLP/HTTP's two encodings.
@@ -82,6 +104,7 @@ pub struct Signal {
     pub timeout: Duration,
     /// Bodies are sent gzipped (`Content-Encoding: gzip`).
     pub gzip: bool,
+    pub tls: TlsFiles,
 }
 
 /// OpenTelemetry over OTLP/HTTP; a signal that is off is `None`.
@@ -128,6 +151,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
     let timeout = parse_timeout(OTLP_TIMEOUT, get(OTLP_TIMEOUT), 10_000)?;
     let gzip = parse_compression(OTLP_COMPRESSION, get(OTLP_COMPRESSION))?.unwrap_or(false);
     temporality(get(TEMPORALITY))?;
+    let general_tls = tls::parse(env, &OTLP_TLS, None)?;
     let signal = |vars: &SignalVars| -> Result<Option<Signal>, ConfigError> {
         if !exporter_on(vars.exporter, get(vars.exporter))? {
             return Ok(None);
@@ -143,6 +167,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             None => timeout,
         };
         let gzip = parse_compression(vars.compression, get(vars.compression))?.unwrap_or(gzip);
+        let tls = tls::parse(env, &vars.tls, Some(&general_tls))?;
         // The spec: a signal's own endpoint is used as it is; the base gets /v1/<signal>.
         let url = match get(vars.endpoint) {
             Some(url) => parse_url(vars.endpoint, url)?,
@@ -157,6 +182,7 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             headers,
             timeout,
             gzip,
+            tls,
         }))
     };
     let otlp = OtlpOutput {

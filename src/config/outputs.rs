@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::otlp::RESOURCE_ATTRIBUTES;
+use super::tls::{self, TlsFiles, TlsVars};
 use super::{ConfigError, invalid, parse_range, value_of};
 
 pub const BUFFER_BYTES: &str = "TELEMETRY_RELAY_BUFFER_BYTES";
@@ -18,6 +19,11 @@ pub const HTTP_URL: &str = "TELEMETRY_RELAY_HTTP_URL";
 pub const HTTP_HEADERS: &str = "TELEMETRY_RELAY_HTTP_HEADERS";
 pub const HTTP_TIMEOUT_MS: &str = "TELEMETRY_RELAY_HTTP_TIMEOUT_MS";
 pub const HTTP_COMPRESSION: &str = "TELEMETRY_RELAY_HTTP_COMPRESSION";
+pub const HTTP_TLS: TlsVars = TlsVars {
+    ca: "TELEMETRY_RELAY_HTTP_CERTIFICATE",
+    client_certificate: "TELEMETRY_RELAY_HTTP_CLIENT_CERTIFICATE",
+    client_key: "TELEMETRY_RELAY_HTTP_CLIENT_KEY",
+};
 
 pub const EMF: &str = "TELEMETRY_RELAY_EMF";
 pub const EMF_NAMESPACE: &str = "TELEMETRY_RELAY_EMF_NAMESPACE";
@@ -75,6 +81,7 @@ pub struct HttpOutput {
     pub timeout: Duration,
     /// Bodies are sent gzipped (`Content-Encoding: gzip`).
     pub gzip: bool,
+    pub tls: TlsFiles,
 }
 
 /// The pipeline between the relay and the network outputs.
@@ -100,6 +107,8 @@ impl Outputs {
         )?;
         let flush_budget_ms =
             parse_range(get(FLUSH_BUDGET_MS), FLUSH_BUDGET_MS, 100u64, 1, 60_000)?;
+        // Checked even without a URL: a path that is wrong is wrong either way.
+        let http_tls = tls::parse(env, &HTTP_TLS, None)?;
         let http = match get(HTTP_URL) {
             None => None,
             Some(url) => Some(HttpOutput {
@@ -107,6 +116,7 @@ impl Outputs {
                 headers: parse_headers(HTTP_HEADERS, get(HTTP_HEADERS))?,
                 timeout: parse_timeout(HTTP_TIMEOUT_MS, get(HTTP_TIMEOUT_MS), 5000)?,
                 gzip: parse_compression(HTTP_COMPRESSION, get(HTTP_COMPRESSION))?.unwrap_or(false),
+                tls: http_tls,
             }),
         };
         let emf = match get(EMF).map(str::to_ascii_lowercase).as_deref() {

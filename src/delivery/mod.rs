@@ -21,6 +21,8 @@ mod answer;
 mod gzip;
 mod output;
 pub mod sender;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
@@ -321,10 +323,10 @@ impl Delivery {
                     output.health(Health::Sending, format_args!(""));
                 }
             }
-            Outcome::Rejected(status) => {
+            Outcome::Rejected(why) => {
                 add(&mut c.failed_sends, 1);
                 add(&mut c.rejected, f.events);
-                output.health(Health::Refused, format_args!("HTTP {status}"));
+                output.health(Health::Refused, format_args!("{why}"));
             }
             Outcome::Retry { why, after } => {
                 add(&mut c.failed_sends, 1);

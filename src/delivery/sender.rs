@@ -73,14 +73,17 @@ fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Se
     // The gzipped body, reused; compressing here keeps the relay thread free of it.
     let mut gzipped = Vec::new();
     while let Ok(request) = rx.recv() {
-        let agent = agent.get_or_insert_with(build_agent);
+        let agent = agent.get_or_insert_with(|| build_agent(endpoint));
         let wire = if endpoint.gzip {
             gzip::compress(&request.body, &mut gzipped);
             &gzipped[..]
         } else {
             &request.body[..]
         };
-        let outcome = send(agent, endpoint, wire, request.deadline);
+        let outcome = match agent {
+            Ok(agent) => send(agent, endpoint, wire, request.deadline),
+            Err(why) => Outcome::Rejected(why.clone()),
+        };
         let receipt = Receipt {
             output: index,
             bytes: wire.len() as u64,
@@ -103,14 +106,27 @@ const KEEP_GZIPPED_BYTES: usize = 256 * 1024;
 /// would be a megabyte; bodies stream through and response headers are small.
 const BUFFER_BYTES: usize = 16 * 1024;
 
-fn build_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// The output's client; with certificate files, their TLS setup (read here, on the output's
+/// thread), or why it cannot be made.
+fn build_agent(endpoint: &Endpoint) -> Result<ureq::Agent, String> {
+    let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .input_buffer_size(BUFFER_BYTES)
-        .output_buffer_size(BUFFER_BYTES)
-        .build()
-        .into()
+        .output_buffer_size(BUFFER_BYTES);
+    #[cfg(feature = "tls")]
+    let builder = if endpoint.tls.is_empty() {
+        builder
+    } else {
+        let tls = super::tls::config(&endpoint.tls).map_err(|e| format!("TLS setup: {e}"))?;
+        builder.tls_config(tls)
+    };
+    // The config refuses certificate files in a build without TLS; never sent without them.
+    #[cfg(not(feature = "tls"))]
+    if !endpoint.tls.is_empty() {
+        return Err("TLS setup: this build has no TLS".to_string());
+    }
+    Ok(builder.build().into())
 }
 
 /// POSTs `request`, retrying as the module doc says, never past its deadline.
@@ -136,7 +152,10 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Ins
                 };
             }
             Ok(a) if answer::retryable(a.status) => (format!("HTTP {}", a.status), a.retry_after),
-            Ok(a) => return Outcome::Rejected(a.status),
+            Ok(a) => return Outcome::Rejected(format!("HTTP {}", a.status)),
+            // A certificate the output does not trust (or that a server refused) is not
+            // going to change by trying again.
+            Err(e) if is_tls_failure(&e) => return Outcome::Rejected(format!("TLS: {e}")),
             Err(e) if is_dead_connection(&e) && !fresh_connection_tried => {
                 fresh_connection_tried = true;
                 continue;
@@ -209,6 +228,16 @@ fn attempt(
         retry_after,
         partial,
     })
+}
+
+/// A TLS handshake that failed: rustls reports it as invalid data (a certificate it does not
+/// trust, an alert from the server such as a missing client certificate).
+fn is_tls_failure(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
+        ureq::Error::Tls(_) => true,
+        _ => false,
+    }
 }
 
 /// A pooled connection that went away, typically across a freeze.

@@ -46,6 +46,7 @@ fn sink(name: &'static str, encoder: Box<dyn Encoder>) -> NetworkSink {
             content_type: "",
             timeout: Duration::from_millis(10),
             gzip: false,
+            tls: Default::default(),
         },
     }
 }
@@ -237,7 +238,7 @@ fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
         },
     ));
     in_flight(&mut d, 1, 4);
-    d.delivered(receipt(1, Outcome::Rejected(400)));
+    d.delivered(receipt(1, Outcome::Rejected("HTTP 400".into())));
     assert_eq!((counters(&d, 0).sent, counters(&d, 0).failed_sends), (0, 1));
     assert_eq!(d.outputs[0].cursor, 0);
     assert!(d.outputs[0].retry_at.is_some());
@@ -285,7 +286,7 @@ fn counters_balance_under_any_interleaving() {
                 _ if d.outputs[i].in_flight.is_some() => {
                     let outcome = match next() % 3 {
                         0 => Outcome::Sent,
-                        1 => Outcome::Rejected(400),
+                        1 => Outcome::Rejected("HTTP 400".into()),
                         _ => Outcome::Retry {
                             why: "x".into(),
                             after: None,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::config::otlp::{Protocol, Signal};
 use crate::config::outputs::Secret;
+use crate::config::tls::TlsFiles;
 use crate::counters::Counters;
 use crate::telemetry::batch::Event;
 use otlp::wire::Encoding;
@@ -45,6 +46,8 @@ pub struct Endpoint {
     pub timeout: Duration,
     /// Send bodies gzipped.
     pub gzip: bool,
+    /// Certificate files for https://, read by the sender at its first request.
+    pub tls: TlsFiles,
 }
 
 /// A network output: its name in logs and the summary, its format and its destination.
@@ -64,13 +67,20 @@ pub struct Sinks {
 /// Builds the sinks; cheap (no client, no I/O), so it may run at start.
 pub fn build(config: &Config) -> Sinks {
     let mut network = Vec::new();
-    let mut add = |name, encoder: Box<dyn Encoder>, url: &str, headers: &[_], timeout, gzip| {
+    let mut add = |name,
+                   encoder: Box<dyn Encoder>,
+                   url: &str,
+                   headers: &[_],
+                   timeout,
+                   gzip,
+                   tls: &TlsFiles| {
         let endpoint = Endpoint {
             url: url.to_string(),
             headers: headers.to_vec(),
             content_type: encoder.content_type(),
             timeout,
             gzip,
+            tls: tls.clone(),
         };
         network.push(NetworkSink {
             name,
@@ -86,6 +96,7 @@ pub fn build(config: &Config) -> Sinks {
             &h.headers,
             h.timeout,
             h.gzip,
+            &h.tls,
         );
     }
     if let Some(o) = &config.outputs.otlp {
@@ -105,6 +116,7 @@ pub fn build(config: &Config) -> Sinks {
                 &s.headers,
                 s.timeout,
                 s.gzip,
+                &s.tls,
             );
         }
         if let Some(s) = &o.metrics {
@@ -116,6 +128,7 @@ pub fn build(config: &Config) -> Sinks {
                 &s.headers,
                 s.timeout,
                 s.gzip,
+                &s.tls,
             );
         }
         if let Some(s) = &o.traces {
@@ -127,6 +140,7 @@ pub fn build(config: &Config) -> Sinks {
                 &s.headers,
                 s.timeout,
                 s.gzip,
+                &s.tls,
             );
         }
     }
