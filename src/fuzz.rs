@@ -337,6 +337,10 @@ fn fuzz_the_network_encoders() {
                 wrote |= encoder.event(&event, !wrote, &mut body);
             }
             encoder.finish(&mut body);
+            if encoder.interval().is_some() {
+                wrote = encoder.export(&mut body);
+                encoder.settled();
+            }
             if sink.name == "http" {
                 for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     assert_json("an NDJSON line", line, input);

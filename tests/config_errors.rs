@@ -64,6 +64,10 @@ fn config_mistakes_reach_init_error() {
             "TELEMETRY_RELAY_HTTP_CLIENT_CERTIFICATE=\"/opt/missing.pem\" is not valid: no such file",
         ),
         (
+            "OTEL_METRIC_EXPORT_INTERVAL=1m",
+            "OTEL_METRIC_EXPORT_INTERVAL=\"1m\" is not valid: expected a whole number from 0 to 86400000 (default 60000)",
+        ),
+        (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/proc/self/status",
             "a client certificate needs its private key: set OTEL_EXPORTER_OTLP_CLIENT_KEY too",
         ),

@@ -300,3 +300,64 @@ fn the_standard_switches_turn_signals_off() {
     ]);
     assert_eq!(logs_only.into_iter().collect::<Vec<_>>(), ["/v1/logs"]);
 }
+
+/// With `OTEL_METRIC_EXPORT_INTERVAL`, reports are aggregated and exported on the interval
+/// (the first export is not held) and on SHUTDOWN, not per invocation; nothing is lost or
+/// counted twice either way.
+#[test]
+fn metrics_are_exported_on_their_interval_not_per_invocation() {
+    let exports = |interval: &str| -> (usize, u64) {
+        let interval = format!("OTEL_METRIC_EXPORT_INTERVAL={interval}");
+        let run = Run::new(&[
+            "--invokes",
+            "5",
+            "--backend",
+            "healthy",
+            "--env",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT={backend}/v1/metrics",
+            "--env",
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/json",
+            "--env",
+            "TELEMETRY_RELAY_FLUSH=end",
+            "--env",
+            "TELEMETRY_RELAY_FLUSH_BUDGET_MS=2000",
+            "--env",
+            &interval,
+        ]);
+        run.assert_clean_exit();
+        let requests: Vec<Value> = run.report["backend"]["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["status"] == 200)
+            .collect();
+        let invocations: u64 = requests
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r["body"].as_str()?).ok())
+            .flat_map(|b| {
+                items(&[b], "resourceMetrics", "scopeMetrics", "metrics")
+                    .into_iter()
+                    .filter(|m| m["name"] == "faas.invocations")
+                    .filter_map(|m| {
+                        m["sum"]["dataPoints"][0]["asInt"]
+                            .as_str()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        (requests.len(), invocations)
+    };
+    let (every, counted) = exports("0");
+    assert!(
+        every >= 5 && counted == 5,
+        "interval 0: {every} exports, {counted} invocations"
+    );
+    let (held, counted) = exports("600000");
+    assert!(
+        held == 2 && counted == 5,
+        "10 min: {held} exports, {counted} invocations"
+    );
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::outputs::{Secret, parse_compression, parse_headers, parse_timeout, parse_url};
 use super::tls::{self, TlsFiles, TlsVars};
-use super::{ConfigError, invalid, value_of};
+use super::{ConfigError, invalid, parse_range, value_of};
 
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
@@ -27,6 +27,7 @@ pub const OTLP_TLS: TlsVars = TlsVars {
     client_key: "OTEL_EXPORTER_OTLP_CLIENT_KEY",
 };
 pub const SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+pub const METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 pub const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -114,6 +115,8 @@ pub struct OtlpOutput {
     pub metrics: Option<Signal>,
     pub traces: Option<Signal>,
     pub service_name: Option<String>,
+    /// `OTEL_METRIC_EXPORT_INTERVAL`: how often metrics are exported (see `parse`).
+    pub metric_export_interval: Duration,
     /// `OTEL_RESOURCE_ATTRIBUTES`, decoded; they override ours.
     pub resource_attributes: Vec<(String, String)>,
 }
@@ -190,6 +193,13 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
         metrics: signal(&METRICS)?,
         traces: signal(&TRACES)?,
         service_name: get(SERVICE_NAME).map(str::to_string),
+        metric_export_interval: Duration::from_millis(parse_range(
+            get(METRIC_EXPORT_INTERVAL),
+            METRIC_EXPORT_INTERVAL,
+            60_000u64,
+            0,
+            86_400_000,
+        )?),
         resource_attributes: parse_headers(RESOURCE_ATTRIBUTES, get(RESOURCE_ATTRIBUTES))?
             .into_iter()
             .map(|(k, Secret(v))| (k, v))
@@ -290,6 +300,7 @@ mod tests {
         );
         assert!(o.signals().all(|s| s.timeout == Duration::from_secs(10)));
         assert!(o.signals().all(|s| s.protocol == Protocol::Protobuf));
+        assert_eq!(o.metric_export_interval, Duration::from_secs(60));
         assert_eq!(o.service_name.as_deref(), Some("checkout"));
         assert_eq!(
             o.resource_attributes[1],
@@ -386,6 +397,11 @@ mod tests {
             (METRICS.timeout, "5s", "expected a whole number"),
             (METRICS.headers, "x=a%00", "control character"),
             (OTLP_COMPRESSION, "zstd", "expected gzip or none (default)"),
+            (
+                METRIC_EXPORT_INTERVAL,
+                "-1",
+                "from 0 to 86400000 (default 60000)",
+            ),
             (
                 TRACES.compression,
                 "deflate",

@@ -17,9 +17,11 @@
 //! a request in flight are settled by its receipt, never by the eviction that may free their
 //! batch meanwhile: the eviction only notes how many of them can no longer be re-sent.
 
+mod aggregate;
 mod answer;
 mod gzip;
 mod output;
+mod resolve;
 pub mod sender;
 #[cfg(feature = "tls")]
 mod tls;
@@ -33,7 +35,7 @@ use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::{Encoder, NetworkSink};
 use crate::telemetry::batch::{Batch, Event};
 use crate::warn;
-use output::{Health, InFlight, Output};
+use output::{Aggregate, Health, InFlight, Output};
 use sender::{Request, SenderThread};
 
 /// Largest request body an output sends at once.
@@ -100,6 +102,8 @@ pub struct Delivery {
     next_seq: u64,
     outputs: Vec<Output>,
     scratch: Vec<u8>,
+    /// The relay is closing: aggregating outputs export what they hold, due or not.
+    closing: bool,
 }
 
 impl Delivery {
@@ -121,6 +125,12 @@ impl Delivery {
                         None
                     }
                 },
+                aggregate: sink.encoder.interval().map(|interval| Aggregate {
+                    interval,
+                    folded: 0,
+                    from: None,
+                    last_export: None,
+                }),
                 sink,
                 cursor: 0,
                 in_flight: None,
@@ -138,6 +148,7 @@ impl Delivery {
             next_seq: 0,
             outputs,
             scratch: Vec::new(),
+            closing: false,
         }
     }
 
@@ -222,7 +233,7 @@ impl Delivery {
         for index in 0..self.outputs.len() {
             let ready = self.outputs.get(index).is_some_and(|o| {
                 o.in_flight.is_none()
-                    && o.cursor < self.next_seq
+                    && (o.cursor < self.next_seq || o.export_due(now, self.closing))
                     && o.retry_at.is_none_or(|at| at <= now)
             });
             if ready {
@@ -238,6 +249,10 @@ impl Delivery {
         let Some(output) = self.outputs.get_mut(index) else {
             return;
         };
+        if output.aggregate.is_some() {
+            self.fold_and_export(index, deadline);
+            return;
+        }
         let mut body = std::mem::take(&mut self.scratch);
         body.clear();
         let encoder = &mut output.sink.encoder;
@@ -268,22 +283,14 @@ impl Delivery {
             self.release();
             return;
         }
-        let request = Request { body, deadline };
-        if let Some(sender) = &output.sender
-            && sender.send(request)
-        {
-            output.in_flight = Some(InFlight {
-                start,
-                end: seq,
-                events,
-                evicted: 0,
-            });
+        let flight = InFlight {
+            start,
+            end: seq,
+            events,
+            evicted: 0,
+        };
+        if output.hand_over(Request { body, deadline }, flight) {
             output.cursor = seq;
-        } else {
-            // No thread (it could not start, or stopped): kept, and counted at the end.
-            output.sender = None;
-            output.health(Health::NoThread, format_args!("it is not running"));
-            output.retry_at = Some(Instant::now() + output.retry_pause);
         }
     }
 
@@ -306,6 +313,9 @@ impl Delivery {
         let Some(f) = output.in_flight.take() else {
             return;
         };
+        if output.aggregate.is_some() {
+            aggregate::settle(output, f, &outcome);
+        }
         let c = &mut output.counters;
         match outcome {
             Outcome::Sent | Outcome::Partial { .. } => {
@@ -330,11 +340,13 @@ impl Delivery {
             }
             Outcome::Retry { why, after } => {
                 add(&mut c.failed_sends, 1);
-                // Send these again, except what the full buffer dropped meanwhile.
-                add(&mut c.dropped, f.evicted);
-                let from = f.start.max(oldest);
-                if from < f.end {
-                    output.cursor = from;
+                if output.aggregate.is_none() {
+                    // Send these again, except what the full buffer dropped meanwhile.
+                    add(&mut c.dropped, f.evicted);
+                    let from = f.start.max(oldest);
+                    if from < f.end {
+                        output.cursor = from;
+                    }
                 }
                 let pause = after.map_or(output.retry_pause, |a| a.max(output.retry_pause));
                 output.retry_at = Some(Instant::now() + pause);
@@ -345,9 +357,18 @@ impl Delivery {
         self.release();
     }
 
-    /// Whether every output has sent everything buffered.
+    /// Whether every output has sent everything buffered, aggregates included.
     pub fn idle(&self) -> bool {
         self.caught_up(self.next_seq)
+            && self
+                .outputs
+                .iter()
+                .all(|o| o.aggregate.is_none_or(|a| a.folded == 0))
+    }
+
+    /// The relay is closing: aggregating outputs export now what they hold.
+    pub fn closing(&mut self) {
+        self.closing = true;
     }
 
     /// The position after the last buffered event.
@@ -400,6 +421,10 @@ impl Delivery {
             let busy = output.in_flight.take();
             if let Some(f) = busy {
                 lost += f.events;
+            }
+            if let Some(a) = &mut output.aggregate {
+                // Folded, never exported (a failed export's events are among them).
+                lost += std::mem::take(&mut a.folded);
             }
             add(&mut output.counters.dropped, lost);
             output.cursor = end;

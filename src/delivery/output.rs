@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::sender::SenderThread;
+use super::sender::{Request, SenderThread};
 use crate::counters::OutputCounters;
 use crate::sinks::NetworkSink;
 use crate::{info, warn};
@@ -29,8 +29,22 @@ pub enum Health {
     NoThread,
 }
 
+/// An aggregating output's state (see `aggregate`): events folded into its encoder and not
+/// yet settled by an export.
+#[derive(Debug, Clone, Copy)]
+pub struct Aggregate {
+    pub interval: Duration,
+    /// Carried events folded in and not in a settled export (including those of a failed
+    /// export, which the next one carries again).
+    pub folded: u64,
+    /// The first of those events; an export in flight starts here, so a flush waits for it.
+    pub from: Option<u64>,
+    pub last_export: Option<Instant>,
+}
+
 pub struct Output {
     pub sink: NetworkSink,
+    pub aggregate: Option<Aggregate>,
     pub sender: Option<SenderThread>,
     pub cursor: u64,
     pub in_flight: Option<InFlight>,
@@ -42,9 +56,36 @@ pub struct Output {
 }
 
 impl Output {
-    /// Everything before this is accepted, refused or counted as dropped.
+    /// Everything before this is accepted, refused, counted as dropped or folded into an
+    /// aggregate that is not due.
     pub fn settled(&self) -> u64 {
         self.in_flight.map_or(self.cursor, |f| f.start)
+    }
+
+    /// Whether an aggregating output has folded events to export now: its interval has passed
+    /// since its last export (the first is not held), or the relay is closing.
+    pub fn export_due(&self, now: Instant, closing: bool) -> bool {
+        self.aggregate.is_some_and(|a| {
+            a.folded > 0
+                && (closing
+                    || a.last_export
+                        .is_none_or(|t| now.duration_since(t) >= a.interval))
+        })
+    }
+
+    /// Hands `request` to the sender thread, in flight as `flight`; false if there is no
+    /// thread (it could not start, or stopped): the events are kept, and counted at the end.
+    pub fn hand_over(&mut self, request: Request, flight: InFlight) -> bool {
+        if let Some(sender) = &self.sender
+            && sender.send(request)
+        {
+            self.in_flight = Some(flight);
+            return true;
+        }
+        self.sender = None;
+        self.health(Health::NoThread, format_args!("it is not running"));
+        self.retry_at = Some(Instant::now() + self.retry_pause);
+        false
     }
 
     /// Logs a change of health once; `detail` is formatted only then.

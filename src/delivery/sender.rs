@@ -51,6 +51,15 @@ impl SenderThread {
         Ok(SenderThread { requests, thread })
     }
 
+    /// A thread that takes requests and never answers, for tests that settle requests with
+    /// receipts of their own.
+    #[cfg(test)]
+    pub fn inert() -> SenderThread {
+        let (requests, rx) = mpsc::sync_channel::<Request>(64);
+        let thread = std::thread::spawn(move || while rx.recv().is_ok() {});
+        SenderThread { requests, thread }
+    }
+
     /// Hands over a request; false if the thread is gone.
     pub fn send(&self, request: Request) -> bool {
         self.requests.try_send(request).is_ok()
@@ -126,7 +135,11 @@ fn build_agent(endpoint: &Endpoint) -> Result<ureq::Agent, String> {
     if !endpoint.tls.is_empty() {
         return Err("TLS setup: this build has no TLS".to_string());
     }
-    Ok(builder.build().into())
+    Ok(ureq::Agent::with_parts(
+        builder.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        super::resolve::LiteralFirst::default(),
+    ))
 }
 
 /// POSTs `request`, retrying as the module doc says, never past its deadline.

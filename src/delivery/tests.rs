@@ -335,3 +335,124 @@ fn a_retry_waits_at_least_as_long_as_the_backend_asked() {
     d.delivered(receipt(0, outcome));
     assert!(d.outputs[0].retry_at.unwrap() >= before + asked);
 }
+
+/// Aggregates reports like the metrics output: folds them, exports the count held, keeps an
+/// export until it is settled.
+struct Folding {
+    interval: Duration,
+    current: u64,
+    unacked: u64,
+    exports: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+impl Encoder for Folding {
+    fn content_type(&self) -> &'static str {
+        "text/plain"
+    }
+    fn carries(&self, event: &Event) -> bool {
+        event.kind == Kind::Report
+    }
+    fn interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+    fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
+        self.current += u64::from(self.carries(event));
+        self.carries(event)
+    }
+    fn export(&mut self, out: &mut Vec<u8>) -> bool {
+        self.unacked += std::mem::take(&mut self.current);
+        out.extend_from_slice(self.unacked.to_string().as_bytes());
+        self.exports.lock().unwrap().push(self.unacked);
+        self.unacked > 0
+    }
+    fn settled(&mut self) {
+        self.unacked = 0;
+    }
+}
+
+fn folding(interval: Duration) -> (Delivery, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    let exports = std::sync::Arc::default();
+    let encoder = Folding {
+        interval,
+        current: 0,
+        unacked: 0,
+        exports: std::sync::Arc::clone(&exports),
+    };
+    let (tx, _rx) = mpsc::channel();
+    let mut d = Delivery::new(1 << 20, vec![sink("metrics", Box::new(encoder))], tx);
+    d.outputs[0].sender = Some(SenderThread::inert());
+    (d, exports)
+}
+
+fn pump(d: &mut Delivery) {
+    d.pump(Instant::now() + Duration::from_secs(1), &Default::default());
+}
+
+#[test]
+fn an_aggregating_output_exports_on_its_interval_and_on_closing() {
+    let (mut d, exports) = folding(Duration::from_secs(3600));
+    let (b, kept) = batch(4);
+    d.push(b, kept);
+    pump(&mut d);
+    // The first export is not held.
+    assert_eq!(d.outputs[0].in_flight.map(|f| f.events), Some(2));
+    d.delivered(receipt(0, Outcome::Sent));
+    let (b, kept) = batch(4);
+    d.push(b, kept);
+    pump(&mut d);
+    // Folded, not due: nothing in flight, the batch released, but not idle.
+    assert!(d.outputs[0].in_flight.is_none());
+    assert!(d.entries.is_empty());
+    assert!(d.caught_up(d.next_seq()) && !d.idle());
+    d.closing();
+    pump(&mut d);
+    assert_eq!(d.outputs[0].in_flight.map(|f| f.events), Some(2));
+    d.delivered(receipt(
+        0,
+        Outcome::Retry {
+            why: "503".into(),
+            after: None,
+        },
+    ));
+    assert_eq!(counters(&d, 0).failed_sends, 1);
+    let (b, kept) = batch(2);
+    d.push(b, kept);
+    d.outputs[0].retry_at = None;
+    pump(&mut d);
+    // The failed export goes again with what came since, folded once.
+    assert_eq!(d.outputs[0].in_flight.map(|f| f.events), Some(3));
+    d.delivered(receipt(0, Outcome::Sent));
+    assert_eq!(*exports.lock().unwrap(), [2, 2, 3]);
+    let c = counters(&d, 0);
+    assert_eq!((c.received, c.sent, c.dropped), (5, 5, 0));
+    assert!(d.idle());
+    assert_balanced(&d);
+}
+
+#[test]
+fn what_an_aggregating_output_never_exported_is_dropped_at_the_end() {
+    let (mut d, _) = folding(Duration::from_secs(3600));
+    let (b, kept) = batch(4);
+    d.push(b, kept);
+    pump(&mut d);
+    d.delivered(receipt(0, Outcome::Rejected("HTTP 400".into())));
+    let (b, kept) = batch(6);
+    d.push(b, kept);
+    pump(&mut d);
+    d.abandon();
+    let c = counters(&d, 0);
+    assert_eq!((c.received, c.rejected, c.dropped), (5, 2, 3));
+    assert_balanced(&d);
+}
+
+#[test]
+fn an_interval_of_zero_exports_every_batch() {
+    let (mut d, exports) = folding(Duration::ZERO);
+    for _ in 0..3 {
+        let (b, kept) = batch(2);
+        d.push(b, kept);
+        pump(&mut d);
+        d.delivered(receipt(0, Outcome::Sent));
+    }
+    assert_eq!(*exports.lock().unwrap(), [1, 1, 1]);
+    assert_balanced(&d);
+}

@@ -102,6 +102,9 @@ impl Relay {
         if let Some(listener) = &self.listener {
             listener.stop();
         }
+        if let Some(delivery) = &mut self.delivery {
+            delivery.closing();
+        }
         loop {
             self.send_now(hard_stop);
             let outputs_idle = self.delivery.as_ref().is_none_or(Delivery::idle);

@@ -35,6 +35,18 @@ pub trait Encoder: Send {
     /// Opens and closes a request body around the events.
     fn start(&mut self, _out: &mut Vec<u8>) {}
     fn finish(&mut self, _out: &mut Vec<u8>) {}
+    /// An output that aggregates (metrics) exports on this interval: its [`event`](Self::event)
+    /// only folds events in, writing nothing, and [`export`](Self::export) writes what was
+    /// folded and not yet settled.
+    fn interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Writes an export of everything folded and not yet settled; false if there is none.
+    fn export(&mut self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+    /// The last export was accepted or refused for good: it is not to be sent again.
+    fn settled(&mut self) {}
 }
 
 /// Where and how one network output sends.
@@ -120,7 +132,7 @@ pub fn build(config: &Config) -> Sinks {
             );
         }
         if let Some(s) = &o.metrics {
-            let metrics = otlp::metrics::Metrics::new(common(s));
+            let metrics = otlp::metrics::Metrics::new(common(s), o.metric_export_interval);
             add(
                 "otlp-metrics",
                 Box::new(metrics),

@@ -318,6 +318,17 @@ impl<'a> Event<'a> {
         if self.kind.is_log() {
             return None;
         }
+        // Lambda writes it first, unescaped: read it as it stands when it does.
+        let ws = |s: &'a str| s.trim_start_matches([' ', '\t', '\n', '\r']);
+        if let Some(rest) = self.record.strip_prefix('{').map(ws)
+            && let Some(rest) = rest.strip_prefix(r#""requestId""#).map(ws)
+            && let Some(rest) = rest.strip_prefix(':').map(ws)
+            && let Some(rest) = rest.strip_prefix('"')
+            && let Some((id, _)) = rest.split_once('"')
+            && !id.contains('\\')
+        {
+            return Some(Cow::Borrowed(id));
+        }
         let record: RequestId<'a> = serde_json::from_str(self.record).ok()?;
         record.request_id.0
     }

@@ -27,7 +27,7 @@ fn encoder(signal: &str, encoding: Encoding) -> Box<dyn Encoder> {
     let common = common_in(encoding);
     match signal {
         "logs" => Box::new(Logs::new(common, false)),
-        "metrics" => Box::new(Metrics::new(common)),
+        "metrics" => Box::new(Metrics::new(common, std::time::Duration::ZERO)),
         _ => Box::new(Traces::new(common)),
     }
 }
@@ -77,4 +77,65 @@ fn json_and_protobuf_carry_the_same_content() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(pairs.len() >= 15, "{} pairs", pairs.len());
+}
+
+#[test]
+#[ignore]
+fn tmp_bench_encoders() {
+    use crate::telemetry::batch::parse;
+    let path = format!(
+        "{}/tests/fixtures/ondemand-warm-invokes.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = std::fs::read(path).unwrap();
+    let only = std::env::var("ONLY").unwrap_or_default();
+    for encoding in [Encoding::Json, Encoding::Protobuf] {
+        for signal in ["logs", "metrics", "traces"] {
+            if !only.is_empty() && only != format!("{encoding:?}{signal}") {
+                continue;
+            }
+            let mut enc = encoder(signal, encoding);
+            let parsed = parse(body.clone());
+            let n = parsed.batch.len();
+            let t = std::time::Instant::now();
+            let mut out = Vec::new();
+            for _ in 0..20000 {
+                out.clear();
+                enc.start(&mut out);
+                for e in parsed.batch.events() {
+                    enc.event(&e, false, &mut out);
+                }
+                enc.finish(&mut out);
+            }
+            let ns = t.elapsed().as_nanos() as f64 / (20000.0 * n as f64);
+            eprintln!(
+                "{encoding:?} {signal}: {ns:.0} ns/event ({n} events, {} bytes)",
+                out.len()
+            );
+        }
+    }
+    let parsed = parse(body.clone());
+    let t = std::time::Instant::now();
+    let mut k = 0;
+    for _ in 0..2000 {
+        for e in parsed.batch.events() {
+            if e.kind.is_log() {
+                continue;
+            };
+            k += e.platform().request_id.0.is_some() as usize;
+        }
+    }
+    eprintln!(
+        "platform(): {:.0} ns/event {k}",
+        t.elapsed().as_nanos() as f64 / (2000.0 * parsed.batch.len() as f64)
+    );
+    let t = std::time::Instant::now();
+    for _ in 0..2000 {
+        let p = parse(body.clone());
+        k += p.batch.len();
+    }
+    eprintln!(
+        "parse: {:.0} ns/event {k}",
+        t.elapsed().as_nanos() as f64 / (2000.0 * parsed.batch.len() as f64)
+    );
 }

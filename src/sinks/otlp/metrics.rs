@@ -2,10 +2,16 @@
 //! errors, timeouts and cold starts as monotonic sums, invoke, init and billed durations (in
 //! seconds) and memory used (bytes) as histograms.
 //!
-//! Each request carries the deltas of the reports in it, so temporality is DELTA, from the
-//! earliest to the latest event time in the request. A request that is retried re-encodes the
-//! same reports, so nothing is counted twice; one that is dropped loses only its own window.
-//! A metric no report in the window carried is not sent (LMI reports carry only a duration).
+//! Reports are aggregated, as an SDK's periodic reader does, and exported on
+//! `OTEL_METRIC_EXPORT_INTERVAL` (the delivery pipeline decides when: see `delivery`). Each
+//! export carries the deltas since the previous one, so temporality is DELTA, from the
+//! earliest to the latest report time it covers. An export that fails and is to be retried
+//! stays here, unacknowledged, and the next export carries it merged with what came since, so
+//! nothing is counted twice; one that is refused loses only its own window. A metric no
+//! report in the window carried is not sent (LMI reports carry only a duration). Aggregates
+//! are bucket counts, not values: memory stays the same whatever the interval.
+
+use std::time::Duration;
 
 use super::wire::{Field, State, Writer};
 use super::{Common, Envelope, nanos, now_ms, time_ms};
@@ -70,30 +76,58 @@ fn sum(w: &mut Writer, name: &str, unit: &str, temporality: u32, window: (i64, i
     });
 }
 
-#[derive(Default)]
+/// A histogram's aggregate over a window.
+#[derive(Debug, Clone, Default)]
 struct Histogram {
-    values: Vec<f64>,
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
 }
 
 impl Histogram {
-    /// The histogram as a metric with one delta data point; nothing if it has no values.
-    fn write(&self, w: &mut Writer, name: &str, unit: &str, bounds: &[f64], window: (i64, i64)) {
-        if self.values.is_empty() {
+    fn record(&mut self, value: f64, bounds: &[f64]) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; bounds.len() + 1];
+            self.min = value;
+            self.max = value;
+        }
+        let i = bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(bounds.len());
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        if other.count == 0 {
             return;
         }
-        let mut buckets = vec![0u64; bounds.len() + 1];
-        for v in &self.values {
-            let i = bounds.iter().position(|b| v <= b).unwrap_or(bounds.len());
-            if let Some(b) = buckets.get_mut(i) {
-                *b += 1;
-            }
+        if self.count == 0 {
+            *self = other.clone();
+            return;
         }
-        let min = self.values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = self
-            .values
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
+        for (b, o) in self.buckets.iter_mut().zip(&other.buckets) {
+            *b += o;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The histogram as a metric with one delta data point; nothing if it is empty.
+    fn write(&self, w: &mut Writer, name: &str, unit: &str, bounds: &[f64], window: (i64, i64)) {
+        if self.count == 0 {
+            return;
+        }
         w.item(|w| {
             w.string(NAME, name);
             w.string(UNIT, unit);
@@ -102,12 +136,12 @@ impl Histogram {
                     w.item(|w| {
                         w.fixed64(START_TIME, nanos(window.0));
                         w.fixed64(TIME, nanos(window.1));
-                        w.fixed64(COUNT, self.values.len() as u64);
-                        w.double(HISTOGRAM_SUM, self.values.iter().sum::<f64>());
-                        w.fixed64s(BUCKET_COUNTS, &buckets);
+                        w.fixed64(COUNT, self.count);
+                        w.double(HISTOGRAM_SUM, self.sum);
+                        w.fixed64s(BUCKET_COUNTS, &self.buckets);
                         w.doubles(EXPLICIT_BOUNDS, bounds);
-                        w.double(MIN, min);
-                        w.double(MAX, max);
+                        w.double(MIN, self.min);
+                        w.double(MAX, self.max);
                     });
                 });
                 w.number(TEMPORALITY, DELTA);
@@ -116,80 +150,128 @@ impl Histogram {
     }
 }
 
-/// The metrics signal's encoder: accumulates a request's reports, writes them at its end.
-pub struct Metrics {
-    common: Common,
-    window: Option<(i64, i64)>,
-    counts: [(&'static str, &'static str, u64); 4],
+/// What the reports of one window add up to.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    /// Earliest and latest report time; `None` while empty.
+    span: Option<(i64, i64)>,
+    invocations: u64,
+    errors: u64,
+    timeouts: u64,
+    coldstarts: u64,
+    /// Whether any report had a status (the three counts are then meaningful).
     seen_status: bool,
+    /// Whether any report could tell a cold start (only full, non-LMI reports can).
     seen_cold: bool,
     invoke: Histogram,
     billed: Histogram,
     memory: Histogram,
     init: Histogram,
-    /// The relay's own counters, cumulative since it started.
-    counters: Counters,
-    started_ms: i64,
 }
 
-impl Metrics {
-    pub fn new(common: Common) -> Metrics {
-        Metrics {
-            common,
-            window: None,
-            counts: [
-                ("faas.invocations", "{invocation}", 0),
-                ("faas.errors", "{error}", 0),
-                ("faas.timeouts", "{timeout}", 0),
-                ("faas.coldstarts", "{coldstart}", 0),
-            ],
-            seen_status: false,
-            seen_cold: false,
-            invoke: Histogram::default(),
-            billed: Histogram::default(),
-            memory: Histogram::default(),
-            init: Histogram::default(),
-            counters: Counters::default(),
-            started_ms: now_ms(),
-        }
-    }
-
-    fn widen(&mut self, time: Option<i64>) {
-        if let Some(t) = time {
-            let (start, end) = self.window.unwrap_or((t, t));
-            self.window = Some((start.min(t), end.max(t)));
-        }
+impl Window {
+    fn widen(&mut self, t: i64) {
+        let (start, end) = self.span.unwrap_or((t, t));
+        self.span = Some((start.min(t), end.max(t)));
     }
 
     fn report(&mut self, event: &Event) {
         let record = event.platform();
         if let Some(status) = record.status.0.as_deref() {
             self.seen_status = true;
-            self.counts[0].2 += 1;
-            self.counts[1].2 += u64::from(matches!(status, "error" | "failure"));
-            self.counts[2].2 += u64::from(status == "timeout");
+            self.invocations += 1;
+            self.errors += u64::from(matches!(status, "error" | "failure"));
+            self.timeouts += u64::from(status == "timeout");
         }
         if let Some(m) = &record.metrics.0 {
             if let Some(d) = m.duration_ms.0 {
-                self.invoke.values.push(d / 1000.0);
+                self.invoke.record(d / 1000.0, &SECONDS_BOUNDS);
             }
             if let Some(b) = m.billed_duration_ms.0 {
-                self.billed.values.push(b / 1000.0);
-                // Only a full (non-LMI) report tells a cold start from a warm one.
+                self.billed.record(b / 1000.0, &SECONDS_BOUNDS);
                 self.seen_cold = true;
-                self.counts[3].2 += u64::from(m.init_duration_ms.0.is_some());
+                self.coldstarts += u64::from(m.init_duration_ms.0.is_some());
             }
             if let Some(mb) = m.max_memory_used_mb.0 {
-                self.memory.values.push(mb * 1_048_576.0);
+                self.memory.record(mb * 1_048_576.0, &BYTES_BOUNDS);
             }
         }
     }
 
-    fn reset(&mut self) {
-        let (counters, started_ms) = (self.counters, self.started_ms);
-        *self = Metrics::new(self.common.clone());
-        self.counters = counters;
-        self.started_ms = started_ms;
+    fn merge(&mut self, other: &Window) {
+        if let Some((start, end)) = other.span {
+            self.widen(start);
+            self.widen(end);
+        }
+        self.invocations += other.invocations;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        self.coldstarts += other.coldstarts;
+        self.seen_status |= other.seen_status;
+        self.seen_cold |= other.seen_cold;
+        self.invoke.merge(&other.invoke);
+        self.billed.merge(&other.billed);
+        self.memory.merge(&other.memory);
+        self.init.merge(&other.init);
+    }
+
+    fn write(&self, w: &mut Writer, span: (i64, i64)) {
+        if self.seen_status {
+            sum(
+                w,
+                "faas.invocations",
+                "{invocation}",
+                DELTA,
+                span,
+                self.invocations,
+            );
+            sum(w, "faas.errors", "{error}", DELTA, span, self.errors);
+            sum(w, "faas.timeouts", "{timeout}", DELTA, span, self.timeouts);
+        }
+        if self.seen_cold {
+            sum(
+                w,
+                "faas.coldstarts",
+                "{coldstart}",
+                DELTA,
+                span,
+                self.coldstarts,
+            );
+        }
+        let seconds = &SECONDS_BOUNDS;
+        self.invoke
+            .write(w, "faas.invoke_duration", "s", seconds, span);
+        self.init.write(w, "faas.init_duration", "s", seconds, span);
+        self.billed
+            .write(w, "aws.lambda.billed_duration", "s", seconds, span);
+        self.memory
+            .write(w, "faas.mem_usage", "By", &BYTES_BOUNDS, span);
+    }
+}
+
+/// The metrics signal's encoder: aggregates reports into a window and exports it when the
+/// delivery pipeline asks.
+pub struct Metrics {
+    common: Common,
+    interval: Duration,
+    current: Window,
+    /// Exported, and not yet accepted or refused.
+    unacked: Option<Window>,
+    /// The relay's own counters, cumulative since it started.
+    counters: Counters,
+    started_ms: i64,
+}
+
+impl Metrics {
+    pub fn new(common: Common, interval: Duration) -> Metrics {
+        Metrics {
+            common,
+            interval,
+            current: Window::default(),
+            unacked: None,
+            counters: Counters::default(),
+            started_ms: now_ms(),
+        }
     }
 
     /// The relay's counters as cumulative monotonic sums.
@@ -235,50 +317,43 @@ impl Encoder for Metrics {
         self.counters = *counters;
     }
 
+    fn interval(&self) -> Option<Duration> {
+        Some(self.interval)
+    }
+
     fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
         match event.kind {
-            Kind::Report => self.report(event),
+            Kind::Report => self.current.report(event),
             Kind::InitReport => match event.platform().metrics.0.and_then(|m| m.duration_ms.0) {
-                Some(d) => self.init.values.push(d / 1000.0),
+                Some(d) => self.current.init.record(d / 1000.0, &SECONDS_BOUNDS),
                 None => return false,
             },
             _ => return false,
         }
         // A report without a readable time still counts: it is stamped when it is read.
-        self.widen(Some(time_ms(event.time_text()).unwrap_or_else(now_ms)));
+        self.current
+            .widen(time_ms(event.time_text()).unwrap_or_else(now_ms));
         true
     }
 
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        let Some(window) = self.window else {
-            self.reset();
-            return;
+    fn export(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut window = self.unacked.take().unwrap_or_default();
+        window.merge(&std::mem::take(&mut self.current));
+        let Some(span) = window.span else {
+            return false;
         };
         let mut request = State::new(self.common.encoding);
         let w = &mut request.on(out);
         self.common.open(&ENVELOPE, w);
-        for (i, (name, unit, value)) in self.counts.iter().enumerate() {
-            let carried = if i == 3 {
-                self.seen_cold
-            } else {
-                self.seen_status
-            };
-            if carried {
-                sum(w, name, unit, DELTA, window, *value);
-            }
-        }
-        let seconds = &SECONDS_BOUNDS;
-        self.invoke
-            .write(w, "faas.invoke_duration", "s", seconds, window);
-        self.init
-            .write(w, "faas.init_duration", "s", seconds, window);
-        self.billed
-            .write(w, "aws.lambda.billed_duration", "s", seconds, window);
-        self.memory
-            .write(w, "faas.mem_usage", "By", &BYTES_BOUNDS, window);
-        self.relay_counters(w, window.1.max(now_ms()));
+        window.write(w, span);
+        self.relay_counters(w, span.1.max(now_ms()));
         w.end();
-        self.reset();
+        self.unacked = Some(window);
+        true
+    }
+
+    fn settled(&mut self) {
+        self.unacked = None;
     }
 }
 
@@ -289,7 +364,7 @@ mod tests {
     use serde_json::Value;
 
     fn metrics(fixture: &str) -> Vec<Value> {
-        let body = encode(&mut Metrics::new(common()), fixture);
+        let body = encode(&mut Metrics::new(common(), Duration::ZERO), fixture);
         let request: Value = serde_json::from_slice(&body).unwrap();
         request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
             .as_array()
@@ -341,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_relay_counters_are_cumulative_sums() {
-        let mut encoder = Metrics::new(common());
+        let mut encoder = Metrics::new(common(), Duration::ZERO);
         encoder.counters(&Counters {
             events: 12,
             malformed_posts: 1,
@@ -363,6 +438,35 @@ mod tests {
     }
 
     #[test]
+    fn an_unsettled_export_goes_again_merged_with_what_came_since() {
+        let invocations = |body: &[u8]| -> u64 {
+            let request: Value = serde_json::from_slice(body).unwrap();
+            let m = request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let point = &find(&m, "faas.invocations").unwrap()["sum"]["dataPoints"][0];
+            point["asInt"].as_str().unwrap().parse().unwrap()
+        };
+        let mut encoder = Metrics::new(common(), Duration::ZERO);
+        let first = encode(&mut encoder, "ondemand-warm-invokes.json");
+        let n = invocations(&first);
+        assert!(n > 0);
+        // Not settled (a retry): the next export carries both windows.
+        let second = encode(&mut encoder, "ondemand-warm-invokes.json");
+        assert_eq!(invocations(&second), 2 * n);
+        encoder.settled();
+        let third = encode(&mut encoder, "ondemand-warm-invokes.json");
+        assert_eq!(invocations(&third), n);
+        encoder.settled();
+        let mut out = Vec::new();
+        assert!(
+            !encoder.export(&mut out) && out.is_empty(),
+            "nothing held, nothing sent"
+        );
+    }
+
+    #[test]
     fn cold_start_and_init_duration() {
         let m = metrics("ondemand-cold-start.json");
         assert_eq!(
@@ -375,7 +479,7 @@ mod tests {
     #[test]
     fn a_report_without_a_readable_time_still_makes_a_request() {
         // Found by the fuzzer: the request said it carried the report, and its body was empty.
-        let mut encoder = Metrics::new(common());
+        let mut encoder = Metrics::new(common(), Duration::ZERO);
         let body = encode_body(
             &mut encoder,
             br#"[{"time":[],"type":"platform.report","record":{"requestId":"r","metrics":{"durationMs":5}}}]"#

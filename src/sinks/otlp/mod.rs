@@ -295,6 +295,9 @@ pub(crate) mod tests_support {
             }
         }
         encoder.finish(&mut out);
+        if encoder.interval().is_some() {
+            encoder.export(&mut out);
+        }
         out
     }
 

@@ -471,6 +471,10 @@ fn json_double(value: f64, out: &mut Vec<u8>) {
 
 /// A base-128 varint.
 fn varint(mut value: u64, out: &mut Vec<u8>) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
         value >>= 7;
@@ -481,16 +485,23 @@ fn varint(mut value: u64, out: &mut Vec<u8>) {
 /// Writes the length of the message whose content starts at `start` into its placeholder
 /// (the byte before `start`), widening it when the length needs more than one byte.
 fn patch_length(out: &mut Vec<u8>, start: usize) {
-    let len = out.len().saturating_sub(start) as u64;
-    let mut bytes = Vec::with_capacity(10);
-    varint(len, &mut bytes);
-    let Some((first, rest)) = bytes.split_first() else {
+    let mut len = out.len().saturating_sub(start) as u64;
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
+    while let Some(byte) = bytes.get_mut(n) {
+        n += 1;
+        if len < 0x80 {
+            *byte = len as u8;
+            break;
+        }
+        *byte = (len as u8 & 0x7f) | 0x80;
+        len >>= 7;
+    }
+    let Some(placeholder) = start.checked_sub(1).and_then(|i| out.get_mut(i)) else {
         return;
     };
-    if let Some(placeholder) = start.checked_sub(1).and_then(|i| out.get_mut(i)) {
-        *placeholder = *first;
-    }
-    if !rest.is_empty() {
+    *placeholder = bytes[0];
+    if let Some(rest) = bytes.get(1..n).filter(|r| !r.is_empty()) {
         out.splice(start..start, rest.iter().copied());
     }
 }
