@@ -51,7 +51,7 @@ impl Delivery {
         if output.export_due(now, closing) {
             let mut body = std::mem::take(&mut self.scratch);
             body.clear();
-            if let Some(unused) = export(output, body, deadline, now) {
+            if let Some(unused) = export(output, index, body, deadline, now) {
                 self.scratch = unused;
             }
         }
@@ -62,6 +62,7 @@ impl Delivery {
 /// Hands output's export to its sender; returns the body when there was nothing to export.
 fn export(
     output: &mut Output,
+    index: usize,
     mut body: Vec<u8>,
     deadline: Instant,
     now: Instant,
@@ -80,7 +81,12 @@ fn export(
         events,
         evicted: 0,
     };
-    if !output.hand_over(Request { body, deadline }, flight)
+    let request = Request {
+        output: index,
+        body,
+        deadline,
+    };
+    if !output.hand_over(request, flight)
         && let Some(a) = &mut output.aggregate
     {
         // The encoder still holds the export unsettled: the next one carries it.

@@ -77,6 +77,16 @@ impl Entry {
     }
 }
 
+/// `scheme://host:port` of a URL: what decides whether two outputs can share a connection.
+fn destination(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url
+        .get(after_scheme..)
+        .and_then(|rest| rest.find('/'))
+        .map_or(url.len(), |i| after_scheme + i);
+    url.get(..end).unwrap_or(url)
+}
+
 /// How many of the events at `from..to` in `entries` `encoder` carries.
 fn carried<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
@@ -101,30 +111,63 @@ pub struct Delivery {
     limit: usize,
     next_seq: u64,
     outputs: Vec<Output>,
+    threads: Vec<SenderThread>,
     scratch: Vec<u8>,
     /// The relay is closing: aggregating outputs export what they hold, due or not.
     closing: bool,
 }
 
 impl Delivery {
-    /// Starts a sender thread per sink, each with its own sender on `results`, the relay's
-    /// channel, where receipts go; no other one is kept, so once the senders are gone the
-    /// relay's channel can close.
+    /// Starts a sender thread per destination, each with its own sender on `results`, the
+    /// relay's channel, where receipts go; no other one is kept, so once the senders are gone
+    /// the relay's channel can close. Outputs that send to the same scheme, host and port with
+    /// the same certificate files (the OTLP signals, usually) share a thread and its
+    /// connection: one TLS handshake instead of three, and one thread. A black-holed backend
+    /// still stalls only the outputs that send to it.
     pub fn new(limit: usize, sinks: Vec<NetworkSink>, results: Sender<Msg>) -> Delivery {
+        let mut groups: Vec<Vec<(usize, crate::sinks::Endpoint)>> = Vec::new();
+        for (index, sink) in sinks.iter().enumerate() {
+            let same = |g: &&mut Vec<(usize, crate::sinks::Endpoint)>| {
+                g.first().is_some_and(|(_, e)| {
+                    destination(&e.url) == destination(&sink.endpoint.url)
+                        && e.tls == sink.endpoint.tls
+                })
+            };
+            match groups.iter_mut().find(same) {
+                Some(group) => group.push((index, sink.endpoint.clone())),
+                None => groups.push(vec![(index, sink.endpoint.clone())]),
+            }
+        }
+        let mut feeds: Vec<Option<sender::Feed>> = sinks.iter().map(|_| None).collect();
+        let mut threads = Vec::new();
+        for group in groups {
+            let indices: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+            match SenderThread::spawn(group, results.clone()) {
+                Ok((thread, feed)) => {
+                    for &i in &indices {
+                        if let Some(slot) = feeds.get_mut(i) {
+                            *slot = Some(feed.clone());
+                        }
+                    }
+                    threads.push(thread);
+                }
+                Err(e) => {
+                    for &i in &indices {
+                        if let Some(sink) = sinks.get(i) {
+                            warn!(
+                                "{}: cannot start its sender thread: {e}; it sends nothing",
+                                sink.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
         let outputs = sinks
             .into_iter()
-            .enumerate()
-            .map(|(index, sink)| Output {
-                sender: match SenderThread::spawn(index, sink.endpoint.clone(), results.clone()) {
-                    Ok(thread) => Some(thread),
-                    Err(e) => {
-                        warn!(
-                            "{}: cannot start its sender thread: {e}; it sends nothing",
-                            sink.name
-                        );
-                        None
-                    }
-                },
+            .zip(feeds)
+            .map(|(sink, sender)| Output {
+                sender,
                 aggregate: sink.encoder.interval().map(|interval| Aggregate {
                     interval,
                     folded: 0,
@@ -147,6 +190,7 @@ impl Delivery {
             limit,
             next_seq: 0,
             outputs,
+            threads,
             scratch: Vec::new(),
             closing: false,
         }
@@ -289,7 +333,12 @@ impl Delivery {
             events,
             evicted: 0,
         };
-        if output.hand_over(Request { body, deadline }, flight) {
+        let request = Request {
+            output: index,
+            body,
+            deadline,
+        };
+        if output.hand_over(request, flight) {
             output.cursor = seq;
         }
     }
@@ -416,10 +465,10 @@ impl Delivery {
     /// to end with the process, so that it cannot hold the exit.
     pub fn abandon(&mut self) {
         let end = self.next_seq;
+        let busy: Vec<bool> = self.outputs.iter().map(|o| o.in_flight.is_some()).collect();
         for output in &mut self.outputs {
             let mut lost = carried(&self.entries, &*output.sink.encoder, output.cursor, end);
-            let busy = output.in_flight.take();
-            if let Some(f) = busy {
+            if let Some(f) = output.in_flight.take() {
                 lost += f.events;
             }
             if let Some(a) = &mut output.aggregate {
@@ -428,12 +477,12 @@ impl Delivery {
             }
             add(&mut output.counters.dropped, lost);
             output.cursor = end;
-            if let Some(sender) = output.sender.take() {
-                if busy.is_none() {
-                    sender.join();
-                } else {
-                    sender.detach();
-                }
+            // Its thread ends once every feed to it is gone.
+            output.sender = None;
+        }
+        for thread in std::mem::take(&mut self.threads) {
+            if !thread.outputs.iter().any(|&i| busy.get(i) == Some(&true)) {
+                thread.join();
             }
         }
         self.release();

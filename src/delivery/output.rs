@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::sender::{Request, SenderThread};
+use super::sender::{Feed, Request};
 use crate::counters::OutputCounters;
 use crate::sinks::NetworkSink;
 use crate::{info, warn};
@@ -45,7 +45,7 @@ pub struct Aggregate {
 pub struct Output {
     pub sink: NetworkSink,
     pub aggregate: Option<Aggregate>,
-    pub sender: Option<SenderThread>,
+    pub sender: Option<Feed>,
     pub cursor: u64,
     pub in_flight: Option<InFlight>,
     pub retry_at: Option<Instant>,

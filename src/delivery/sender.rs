@@ -1,7 +1,10 @@
-//! One sender thread per network output: it POSTs what the relay encoded and reports back.
+//! One sender thread per destination: it POSTs what the relay encoded and reports back.
 //!
-//! The relay must never wait on a network, so each output gets a thread of its own, fed one
-//! request at a time; a black-holed backend then stalls only its own output. The HTTP client
+//! The relay must never wait on a network, so each destination (scheme, host and port, with
+//! its certificate files) gets a thread of its own, fed one request per output at a time; a
+//! black-holed backend then stalls only the outputs that send to it. Outputs that share a
+//! destination (the OTLP signals to one collector) take turns on one connection, so a cold
+//! start pays one TLS handshake, not one per signal. The HTTP client
 //! is built on the first request, never during Init (SPEC.md trap 9). Every call is bounded:
 //! by the output's timeout, and by the request's deadline (the flush budget, or the SHUTDOWN
 //! deadline). A connection that died while the environment was frozen is retried once at once
@@ -20,9 +23,10 @@ use crate::config::outputs::Secret;
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::Endpoint;
 
-/// One encoded request.
+/// One encoded request of one output.
 #[derive(Debug)]
 pub struct Request {
+    pub output: usize,
     pub body: Vec<u8>,
     /// Not a moment past this, retries included.
     pub deadline: Instant,
@@ -31,57 +35,65 @@ pub struct Request {
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
-/// Output `index`'s sender thread and the way to feed it.
+/// Where an output's requests go to its sender thread.
+#[derive(Clone)]
+pub struct Feed(SyncSender<Request>);
+
+impl Feed {
+    /// Hands over a request; false if the thread is gone.
+    pub fn send(&self, request: Request) -> bool {
+        self.0.try_send(request).is_ok()
+    }
+
+    /// A feed to a thread that takes requests and never answers, for tests that settle
+    /// requests with receipts of their own.
+    #[cfg(test)]
+    pub fn inert() -> Feed {
+        let (requests, rx) = mpsc::sync_channel::<Request>(64);
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Feed(requests)
+    }
+}
+
+/// One destination's sender thread, serving the outputs that send there.
 pub struct SenderThread {
-    requests: SyncSender<Request>,
+    pub outputs: Vec<usize>,
     thread: JoinHandle<()>,
 }
 
 impl SenderThread {
-    /// Starts output `index`'s sender; receipts come back on the relay's channel.
+    /// Starts the sender of `endpoints` (output index, endpoint), which share a destination
+    /// (see `Delivery::new`); receipts come back on the relay's channel. Each of them has at
+    /// most one request in flight, so the queue holds one per output and never refuses one.
     pub fn spawn(
-        index: usize,
-        endpoint: Endpoint,
+        endpoints: Vec<(usize, Endpoint)>,
         results: Sender<Msg>,
-    ) -> std::io::Result<SenderThread> {
-        let (requests, rx) = mpsc::sync_channel(1);
+    ) -> std::io::Result<(SenderThread, Feed)> {
+        let (requests, rx) = mpsc::sync_channel(endpoints.len().max(1));
+        let outputs = endpoints.iter().map(|(i, _)| *i).collect();
+        let name = format!("sender-{}", endpoints.first().map_or(0, |(i, _)| *i));
         let thread = std::thread::Builder::new()
-            .name(format!("sender-{index}"))
-            .spawn(move || serve(index, &endpoint, &rx, &results))?;
-        Ok(SenderThread { requests, thread })
+            .name(name)
+            .spawn(move || serve(&endpoints, &rx, &results))?;
+        Ok((SenderThread { outputs, thread }, Feed(requests)))
     }
 
-    /// A thread that takes requests and never answers, for tests that settle requests with
-    /// receipts of their own.
-    #[cfg(test)]
-    pub fn inert() -> SenderThread {
-        let (requests, rx) = mpsc::sync_channel::<Request>(64);
-        let thread = std::thread::spawn(move || while rx.recv().is_ok() {});
-        SenderThread { requests, thread }
-    }
-
-    /// Hands over a request; false if the thread is gone.
-    pub fn send(&self, request: Request) -> bool {
-        self.requests.try_send(request).is_ok()
-    }
-
-    /// Stops the idle thread and waits for it to end.
+    /// Waits for the thread to end (its feeds must be gone).
     pub fn join(self) {
-        drop(self.requests);
         let _ = self.thread.join();
-    }
-
-    /// Lets a busy thread end after its request, without waiting for it.
-    pub fn detach(self) {
-        drop(self.requests);
     }
 }
 
-fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Sender<Msg>) {
+fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Sender<Msg>) {
     let mut agent = None;
     // The gzipped body, reused; compressing here keeps the relay thread free of it.
     let mut gzipped = Vec::new();
     while let Ok(request) = rx.recv() {
+        let Some((_, endpoint)) = endpoints.iter().find(|(i, _)| *i == request.output) else {
+            continue;
+        };
+        // One client for the destination: its outputs share the connection (and its TLS
+        // handshake) in turn.
         let agent = agent.get_or_insert_with(|| build_agent(endpoint));
         let wire = if endpoint.gzip {
             gzip::compress(&request.body, &mut gzipped);
@@ -94,7 +106,7 @@ fn serve(index: usize, endpoint: &Endpoint, rx: &Receiver<Request>, results: &Se
             Err(why) => Outcome::Rejected(why.clone()),
         };
         let receipt = Receipt {
-            output: index,
+            output: request.output,
             bytes: wire.len() as u64,
             outcome,
             body: request.body,

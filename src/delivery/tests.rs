@@ -379,7 +379,7 @@ fn folding(interval: Duration) -> (Delivery, std::sync::Arc<std::sync::Mutex<Vec
     };
     let (tx, _rx) = mpsc::channel();
     let mut d = Delivery::new(1 << 20, vec![sink("metrics", Box::new(encoder))], tx);
-    d.outputs[0].sender = Some(SenderThread::inert());
+    d.outputs[0].sender = Some(sender::Feed::inert());
     (d, exports)
 }
 
@@ -455,4 +455,31 @@ fn an_interval_of_zero_exports_every_batch() {
     }
     assert_eq!(*exports.lock().unwrap(), [1, 1, 1]);
     assert_balanced(&d);
+}
+
+#[test]
+fn outputs_to_one_destination_share_a_thread() {
+    assert_eq!(
+        destination("http://127.0.0.1:9/v1/logs"),
+        "http://127.0.0.1:9"
+    );
+    assert_eq!(
+        destination("https://api.honeycomb.io"),
+        "https://api.honeycomb.io"
+    );
+    assert_eq!(destination("https://h:443/a/b"), "https://h:443");
+    let mut other = sink("other", Box::new(Lines));
+    other.endpoint.url = "http://127.0.0.1:10/x".to_string();
+    let mut private = sink("private", Box::new(Lines));
+    private.endpoint.tls.ca = Some("/ca.pem".to_string());
+    let (tx, _rx) = mpsc::channel();
+    let sinks = vec![
+        sink("a", Box::new(Lines)),
+        other,
+        sink("b", Box::new(Reports)),
+        private,
+    ];
+    let d = Delivery::new(1 << 20, sinks, tx);
+    let groups: Vec<Vec<usize>> = d.threads.iter().map(|t| t.outputs.clone()).collect();
+    assert_eq!(groups, [vec![0, 2], vec![1], vec![3]]);
 }
