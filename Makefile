@@ -2,7 +2,7 @@
 # rustup targets and components, Debian packages, and AWS's RIE from the aws-sam-cli wheel.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
-.PHONY: run test fuzz layer bench clean tools musl-x86 musl-arm rie pydeps
+.PHONY: run test fuzz layer bench clean tools musl-x86 musl-arm rie pydeps compare-init compare-init-usage
 
 X86 := x86_64-unknown-linux-musl
 ARM := aarch64-unknown-linux-musl
@@ -51,7 +51,7 @@ $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
 
 # Third-party validators the output tests run (tests/validate/), in a venv of their own.
 PY := target/py/bin/python
-PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2 rotel==0.0.1a15 trustme==1.2.1
+PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2 rotel==0.0.1a15 trustme==1.2.1 botocore==1.44.8
 PY_STAMP := target/py/.deps-$(shell echo '$(PYDEPS)' | md5sum | cut -c1-8)
 pydeps: $(PY_STAMP)
 $(PY_STAMP):
@@ -121,6 +121,20 @@ bench: layer
 	  --fixture tests/fixtures/ondemand-warm-invokes.json \
 	  --size $(X86_BIN) --size $(SLIM_BIN) --size $(ARM_BIN) --size target/$(X86)/release/baseline-extension \
 	  --size $(LAYER)/telemetry-relay-x86_64.zip --size $(LAYER)/telemetry-relay-arm64.zip
+
+# Init Duration, duration and memory with and without the layer, on a real function
+# (README, "Measure it on your function"). Without LAYER_ARN or LAYER_ZIP it publishes the zip
+# `make layer` built for the function's architecture.
+COMPARE_PY := target/compare-init/venv/bin/python
+compare-init: compare-init-usage $(if $(LAYER_ARN)$(LAYER_ZIP),,layer)
+	@test -x $(COMPARE_PY) || { python3 -m venv target/compare-init/venv && $(COMPARE_PY) -m pip install --quiet --disable-pip-version-check botocore==1.44.8; }
+	$(COMPARE_PY) src/compare-init/compare_init.py --function "$(FUNCTION)" \
+	  $(if $(LAYER_ARN),--layer-arn "$(LAYER_ARN)",$(if $(LAYER_ZIP),--layer-zip "$(LAYER_ZIP)",--layer-dir $(LAYER))) \
+	  --rounds $(or $(ROUNDS),30) $(if $(REGION),--region "$(REGION)") $(if $(filter 1,$(YES)),--yes) \
+	  --out target/compare-init
+
+compare-init-usage:
+	@test -n "$(FUNCTION)" || { echo "usage: make compare-init FUNCTION=name [LAYER_ARN=arn | LAYER_ZIP=file] [ROUNDS=30] [REGION=region] [YES=1]"; exit 2; }
 
 clean:
 	cargo clean
