@@ -138,6 +138,8 @@ fn rounds_interleave_force_cold_starts_and_restore_the_function() {
             "3",
             "--update-polls",
             "2",
+            "--timeout-invoke",
+            "4",
             "--layers",
             "arn:aws:lambda:us-east-1:123456789012:layer:other:1",
         ],
@@ -191,6 +193,8 @@ fn rounds_interleave_force_cold_starts_and_restore_the_function() {
     let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
     assert_eq!(csv.lines().count(), 11, "{csv}");
     assert!(csv.starts_with("round,variant,init_ms,"));
+    // The timed-out invoke is kept, marked as such.
+    assert_eq!(csv.matches(",timeout,").count(), 1, "{csv}");
     let svg = std::fs::read_to_string(dir.join("init-duration.svg")).unwrap();
     assert_eq!(svg.matches("<circle").count(), 10);
     let valid = Command::new(&python)
