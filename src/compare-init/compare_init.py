@@ -234,7 +234,12 @@ def run(args, client, out=sys.stdout, confirm=input):
             fn.update(original_layers, original_vars)
             print("configuration restored", file=out)
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM end the run through the restore below, even when started with SIGINT
+    # ignored (a background job of a non-interactive shell inherits that).
+    def interrupt(*_):
+        raise KeyboardInterrupt()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for r in range(1, args.rounds + 1):
             for variant in VARIANTS:
@@ -250,8 +255,14 @@ def run(args, client, out=sys.stdout, confirm=input):
                     print(f"round {r} {variant}: no Init Duration (not a cold start?)", file=out)
                 samples.append(sample)
     finally:
-        restore()
-        signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl-C must not cut the restore short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            restore()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     os.makedirs(args.out, exist_ok=True)
     columns = ["round", "variant", "init_ms", "restore_ms", "duration_ms", "billed_ms", "max_memory_mb", "status", "relay_summary"]
     with open(os.path.join(args.out, "samples.csv"), "w", newline="") as f:
