@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use super::Delivery;
 use super::output::{InFlight, Output};
-use super::sender::Request;
 use crate::counters::add;
 use crate::msg::Outcome;
 
@@ -81,12 +80,7 @@ fn export(
         events,
         evicted: 0,
     };
-    let request = Request {
-        output: index,
-        body,
-        deadline,
-    };
-    if !output.hand_over(request, flight)
+    if !output.hand_over(index, body, deadline, flight)
         && let Some(a) = &mut output.aggregate
     {
         // The encoder still holds the export unsettled: the next one carries it.

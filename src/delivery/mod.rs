@@ -36,7 +36,7 @@ use crate::sinks::{Encoder, NetworkSink};
 use crate::telemetry::batch::{Batch, Event};
 use crate::warn;
 use output::{Aggregate, Health, InFlight, Output};
-use sender::{Request, SenderThread};
+use sender::SenderThread;
 
 /// Largest request body an output sends at once.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -333,12 +333,7 @@ impl Delivery {
             events,
             evicted: 0,
         };
-        let request = Request {
-            output: index,
-            body,
-            deadline,
-        };
-        if output.hand_over(request, flight) {
+        if output.hand_over(index, body, deadline, flight) {
             output.cursor = seq;
         }
     }

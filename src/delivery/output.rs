@@ -73,9 +73,21 @@ impl Output {
         })
     }
 
-    /// Hands `request` to the sender thread, in flight as `flight`; false if there is no
-    /// thread (it could not start, or stopped): the events are kept, and counted at the end.
-    pub fn hand_over(&mut self, request: Request, flight: InFlight) -> bool {
+    /// Hands output `index`'s request `body` to the sender thread, in flight as `flight`; false
+    /// if there is no thread (it could not start, or stopped): the events are kept, and
+    /// counted at the end.
+    pub fn hand_over(
+        &mut self,
+        index: usize,
+        body: Vec<u8>,
+        deadline: Instant,
+        flight: InFlight,
+    ) -> bool {
+        let request = Request {
+            output: index,
+            body,
+            deadline,
+        };
         if let Some(sender) = &self.sender
             && sender.send(request)
         {

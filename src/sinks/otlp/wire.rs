@@ -284,22 +284,21 @@ impl Writer<'_> {
 
     /// A `fixed64` (times, counts).
     pub fn fixed64(&mut self, field: Field, value: u64) {
-        self.key(field, FIXED64);
-        if self.json() {
-            self.decimal_string(value);
-        } else {
-            self.out.extend_from_slice(&value.to_le_bytes());
-        }
+        self.fixed(field, value, value.to_le_bytes());
     }
 
     /// An `sfixed64` (a sum's `asInt`).
     pub fn sfixed64(&mut self, field: Field, value: i64) {
+        self.fixed(field, value, value.to_le_bytes());
+    }
+
+    /// Eight bytes on the wire; a 64-bit integer is a decimal string in OTLP's JSON.
+    fn fixed(&mut self, field: Field, value: impl std::fmt::Display, bytes: [u8; 8]) {
         self.key(field, FIXED64);
         if self.json() {
-            self.out
-                .extend_from_slice(format!("\"{value}\"").as_bytes());
+            self.decimal_string(value);
         } else {
-            self.out.extend_from_slice(&value.to_le_bytes());
+            self.out.extend_from_slice(&bytes);
         }
     }
 
@@ -307,8 +306,7 @@ impl Writer<'_> {
     pub fn int64(&mut self, field: Field, value: i64) {
         self.key(field, VARINT);
         if self.json() {
-            self.out
-                .extend_from_slice(format!("\"{value}\"").as_bytes());
+            self.decimal_string(value);
         } else {
             // Negative int64s are their two's complement, ten bytes long.
             varint(value as u64, &mut *self.out);
@@ -346,26 +344,27 @@ impl Writer<'_> {
 
     /// A packed `repeated fixed64`.
     pub fn fixed64s(&mut self, field: Field, values: &[u64]) {
-        self.key(field, LEN);
-        if self.json() {
-            self.out.push(b'[');
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b',');
-                }
-                self.decimal_string(*v);
-            }
-            self.out.push(b']');
-        } else {
-            varint(values.len() as u64 * 8, &mut *self.out);
-            for v in values {
-                self.out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
+        self.packed(field, values, |w, v| w.decimal_string(v), u64::to_le_bytes);
     }
 
     /// A packed `repeated double`.
     pub fn doubles(&mut self, field: Field, values: &[f64]) {
+        self.packed(
+            field,
+            values,
+            |w, v| json_double(v, w.out),
+            f64::to_le_bytes,
+        );
+    }
+
+    /// A packed repeated field of eight-byte values: a JSON array, or one length-delimited run.
+    fn packed<T: Copy>(
+        &mut self,
+        field: Field,
+        values: &[T],
+        json: impl Fn(&mut Self, T),
+        bytes: impl Fn(T) -> [u8; 8],
+    ) {
         self.key(field, LEN);
         if self.json() {
             self.out.push(b'[');
@@ -373,18 +372,18 @@ impl Writer<'_> {
                 if i > 0 {
                     self.out.push(b',');
                 }
-                json_double(*v, self.out);
+                json(self, *v);
             }
             self.out.push(b']');
         } else {
             varint(values.len() as u64 * 8, &mut *self.out);
             for v in values {
-                self.out.extend_from_slice(&v.to_le_bytes());
+                self.out.extend_from_slice(&bytes(*v));
             }
         }
     }
 
-    fn decimal_string(&mut self, value: u64) {
+    fn decimal_string(&mut self, value: impl std::fmt::Display) {
         self.out
             .extend_from_slice(format!("\"{value}\"").as_bytes());
     }
