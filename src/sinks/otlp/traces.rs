@@ -117,15 +117,22 @@ impl Traces {
         }
     }
 
-    /// The spans `event` completes.
+    /// The spans `event` completes. Only the events that make spans are read further than
+    /// their type: reading a record is most of this encoder's cost.
     fn spans(&mut self, event: &Event) -> Vec<Span> {
+        if !matches!(
+            event.kind,
+            Kind::InitStart | Kind::InitReport | Kind::Start | Kind::RuntimeDone | Kind::Report
+        ) {
+            return Vec::new();
+        }
         let time = time_ms(event.time_text());
+        if event.kind == Kind::InitStart {
+            self.init_start_ms = time;
+            return Vec::new();
+        }
         let record = event.platform();
         match event.kind {
-            Kind::InitStart => {
-                self.init_start_ms = time;
-                Vec::new()
-            }
             Kind::InitReport => self.init_span(&record, time).into_iter().collect(),
             Kind::Start => {
                 self.open_invocation(&record, time);
