@@ -7,7 +7,9 @@
 //! bounded: when full, the oldest entry goes. Entries are kept in insertion order in one
 //! `VecDeque`; the bound is small (what can be pending at once, not a history), so a linear
 //! search beats a hash map here in both memory and time, and nothing is left behind when an
-//! entry is taken: the memory is flat however many invocations go by.
+//! entry is taken: the memory is flat however many invocations go by. Searches start at the
+//! newest entry: what is looked up is nearly always the invocation that just started, and a
+//! full map searched oldest first cost a log record 256 comparisons.
 
 use std::collections::VecDeque;
 
@@ -47,13 +49,14 @@ impl<V> ByRequest<V> {
 
     /// Takes `id`'s value out.
     pub fn remove(&mut self, id: &str) -> Option<V> {
-        let index = self.entries.iter().position(|(k, _)| &**k == id)?;
+        let index = self.entries.iter().rposition(|(k, _)| &**k == id)?;
         self.entries.remove(index).map(|(_, v)| v)
     }
 
     pub fn get(&self, id: &str) -> Option<&V> {
         self.entries
             .iter()
+            .rev()
             .find(|(k, _)| &**k == id)
             .map(|(_, v)| v)
     }
@@ -61,6 +64,7 @@ impl<V> ByRequest<V> {
     pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
         self.entries
             .iter_mut()
+            .rev()
             .find(|(k, _)| &**k == id)
             .map(|(_, v)| v)
     }

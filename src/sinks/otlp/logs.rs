@@ -152,9 +152,9 @@ impl Logs {
             .as_ref()
             .and_then(|t| t.value.0.as_deref())
             .and_then(|v| xray(v).0);
-        if let Some(trace) = xray_trace {
-            self.traces.insert(id, trace);
-        }
+        // Derived ids are kept too: the invocation's records then find theirs at once.
+        let trace = xray_trace.unwrap_or_else(|| trace_id(id));
+        self.traces.insert(id, trace);
     }
 }
 
