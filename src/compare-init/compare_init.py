@@ -136,7 +136,8 @@ def svg_strip_plot(samples, key="init_ms", label="Init Duration (ms)"):
              f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
              f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="black"/>',
-             f'<text x="15" y="{(height - bottom + top) / 2}" transform="rotate(-90 15 {(height - bottom + top) / 2})" text-anchor="middle">{label}</text>']
+             f'<text x="15" y="{(height - bottom + top) / 2}" transform="rotate(-90 15 {(height - bottom + top) / 2})" text-anchor="middle">{label}</text>',
+             f'<text x="{width / 2}" y="18" text-anchor="middle" font-weight="bold">{label.split(" (")[0]}, without and with the layer (bar: median)</text>']
     for i in range(5):
         v = lo + (hi - lo) * i / 4
         parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
