@@ -258,11 +258,13 @@ impl Writer<'_> {
             self.out.push(b'"');
             return;
         }
-        let mut literal = String::with_capacity(open_literal.len() + 1);
-        literal.push_str(open_literal);
-        literal.push('"');
-        let text: String = serde_json::from_str(&literal).unwrap_or_default();
-        self.string(field, &text);
+        // Unescaped straight into the field, its length patched after, as for a message.
+        self.key(field, LEN);
+        self.out.push(0);
+        let start = self.out.len();
+        let inner = open_literal.strip_prefix('"').unwrap_or(open_literal);
+        crate::telemetry::text::unescape_into(inner, self.out);
+        patch_length(self.out, start);
     }
 
     /// A `bytes` id (trace or span): lowercase hex in JSON, as OTLP's JSON mapping says.
