@@ -155,6 +155,31 @@ impl Extension {
             .status();
     }
 
+    /// Waits (up to `limit`) until no SIGTERM is pending for the process: two signals sent
+    /// back to back merge into one when the first has not been taken yet (standard signals do
+    /// not queue), so a test of "a second SIGTERM" must let the first land.
+    pub fn wait_term_taken(&self, limit: Duration) {
+        const SIGTERM_BIT: u64 = 1 << (15 - 1);
+        let pending = |line: &str, key: &str| {
+            line.strip_prefix(key)
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+                .is_some_and(|mask| mask & SIGTERM_BIT != 0)
+        };
+        let guard = Instant::now() + limit;
+        while Instant::now() < guard {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+                return;
+            };
+            if !status
+                .lines()
+                .any(|l| pending(l, "ShdPnd:") || pending(l, "SigPnd:"))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Waits up to `limit` for the process to exit.
     pub fn wait_exit(&self, limit: Duration) -> Option<(ExitStatus, Instant)> {
         self.exited.recv_timeout(limit).ok()

@@ -390,6 +390,7 @@ impl Run<'_> {
         let sent = Instant::now();
         if o.term_twice_early {
             self.ext.signal("TERM");
+            self.ext.wait_term_taken(budget);
             self.ext.signal("TERM");
             if let Some((status, _)) = self.ext.wait_exit(budget) {
                 self.report["exit_code"] = json!(status.code());
@@ -417,6 +418,7 @@ impl Run<'_> {
         self.telemetry.hold(false);
         if o.sigterm_twice {
             self.telemetry.wait_idle(budget);
+            self.ext.wait_term_taken(budget);
             self.ext.signal("TERM");
         }
         let exit = match self
