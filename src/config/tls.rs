@@ -1,7 +1,8 @@
 //! Certificate files for a network output's `https://` connections: a PEM file of CAs to
 //! trust instead of the compiled-in public roots (a private collector's CA), and a client
-//! certificate chain with its key (mTLS). At Init only their presence is checked, so a missing
-//! file is a config error naming the variable and the path; they are read and parsed on the
+//! certificate chain with its key (mTLS). At Init only their presence is checked (a regular
+//! file is there: one stat, nothing read), so a missing file is a config error naming the
+//! variable and the path; they are read and parsed on the
 //! output's own thread at its first request (see `delivery::sender`), never during Init.
 
 use std::collections::HashMap;
@@ -50,14 +51,25 @@ pub fn parse(
                  so it takes no certificate files",
             ));
         }
-        if !Path::new(path).exists() {
-            return Err(invalid(
-                var,
-                path,
-                "no such file: give the path of a PEM file in the function's file system, \
-                 such as /var/task/certs/ca.pem (the function's package) or /opt/certs/ca.pem \
-                 (a layer)",
-            ));
+        match Path::new(path).metadata() {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(invalid(
+                    var,
+                    path,
+                    "not a regular file: give the path of a PEM file, not a directory or a \
+                     device",
+                ));
+            }
+            Err(_) => {
+                return Err(invalid(
+                    var,
+                    path,
+                    "no such file: give the path of a PEM file in the function's file system, \
+                     such as /var/task/certs/ca.pem (the function's package) or \
+                     /opt/certs/ca.pem (a layer)",
+                ));
+            }
         }
         Ok(Some(path.to_string()))
     };
@@ -124,6 +136,8 @@ mod tests {
             files(&[("CA", &here)], None).unwrap().ca.as_deref(),
             Some(here.as_str())
         );
+        let device = files(&[("CA", "/dev/zero")], None).unwrap_err();
+        assert!(device.contains("not a regular file"), "{device}");
         let missing = files(&[("CA", "/nowhere/ca.pem")], None).unwrap_err();
         assert!(
             missing.starts_with("CA=\"/nowhere/ca.pem\"") && missing.contains("no such file"),

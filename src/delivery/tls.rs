@@ -25,8 +25,23 @@ pub fn config(files: &TlsFiles) -> Result<TlsConfig, String> {
     Ok(builder.build())
 }
 
+/// Most of a certificate file that is read: a full public CA bundle is about 220 KB.
+const MAX_PEM_BYTES: u64 = 4 << 20;
+
+/// The file, if it is no larger than [`MAX_PEM_BYTES`]: a path that turned out to be a huge
+/// file is an error, not memory.
 fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(format!(
+            "{path} is over {MAX_PEM_BYTES} bytes: not a PEM file of certificates"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Every certificate in a PEM file; at least one.
@@ -97,5 +112,10 @@ mod tests {
         };
         assert!(config(&broken).unwrap_err().contains("is not valid PEM"));
         assert!(config(&TlsFiles::default()).is_ok());
+        let endless = TlsFiles {
+            ca: Some("/dev/zero".into()),
+            client: None,
+        };
+        assert!(config(&endless).unwrap_err().contains("is over"));
     }
 }
