@@ -161,54 +161,38 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
         ),
     ];
     println!(
-        "\nOTLP cost (logs, metrics and traces), median of 3 runs:\n\n| mode | bytes on the wire \
-         per event | of the uncompressed | CPU, 20 invocations, ms | CPU per extra invocation \
-         (200 − 20), ms |\n|---|---|---|---|---|"
+        "\nOTLP cost (logs, metrics and traces), median of {ROUNDS} rounds, the modes \
+         interleaved in each:\n\n| mode | bytes on the wire per event | of the uncompressed | \
+         CPU, 20 invocations, ms | CPU per extra invocation (200 − 20), ms |\n|---|---|---|---|---|"
     );
-    let mut base = (0.0, 0.0);
-    for (i, (name, extra)) in modes.iter().enumerate() {
-        let (mut cpu_short, mut cpu_long, mut per_event, mut ratio) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..3 {
-            for (invokes, cpu) in [("20", &mut cpu_short), ("200", &mut cpu_long)] {
+    // Samples per mode: CPU of the short and the long run, bytes per event and ratio.
+    let mut samples: Vec<[Vec<f64>; 4]> = modes.iter().map(|_| Default::default()).collect();
+    for _ in 0..ROUNDS {
+        for ((i, (_, extra)), sample) in modes.iter().enumerate().zip(&mut samples) {
+            for (invokes, slot) in [("20", 0), ("200", 1)] {
                 let run: Vec<&str> = ["--invokes", invokes]
                     .iter()
                     .chain(extra)
                     .copied()
                     .collect();
                 let report = emulate(&args.emulator, &args.relay, &run)?;
-                cpu.extend(report["cpu_ms"].as_f64());
+                sample[slot].extend(report["cpu_ms"].as_f64());
                 if invokes == "200" && i > 0 {
-                    let requests = report["backend"]["requests"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    let wire: f64 = requests
-                        .iter()
-                        .filter_map(|r| r["wire_bytes"].as_f64())
-                        .sum();
-                    let content: f64 = requests
-                        .iter()
-                        .filter_map(|r| match r["body_hex"].as_str() {
-                            Some(hex) => Some(hex.len() as f64 / 2.0),
-                            None => r["body"].as_str().map(|b| b.len() as f64),
-                        })
-                        .sum();
-                    let events: usize = report["posts"].as_array().map_or(0, |p| {
-                        p.iter()
-                            .map(|p| p["events"].as_array().map_or(0, Vec::len))
-                            .sum()
-                    });
-                    per_event.push(wire / events.max(1) as f64);
-                    ratio.push(wire / content.max(1.0));
+                    let (per_event, ratio) = wire_bytes(&report);
+                    sample[2].push(per_event);
+                    sample[3].push(ratio);
                 }
             }
         }
-        let short = percentile(&mut cpu_short, 0.5).unwrap_or(0.0);
-        let long = percentile(&mut cpu_long, 0.5).unwrap_or(0.0);
-        let marginal = (long - short) / 180.0;
+    }
+    let mut base = (0.0, 0.0);
+    for (i, ((name, _), [short, long, per_event, ratio])) in
+        modes.iter().zip(&mut samples).enumerate()
+    {
+        let short_ms = percentile(short, 0.5).unwrap_or(0.0);
+        let marginal = (percentile(long, 0.5).unwrap_or(0.0) - short_ms) / 180.0;
         if i == 0 {
-            base = (short, marginal);
+            base = (short_ms, marginal);
         }
         let times = |x: f64, b: f64| {
             if b > 0.0 {
@@ -218,12 +202,40 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
             }
         };
         println!(
-            "| {name} | {} | {} | {short:.2}{} | {marginal:.4}{} |",
-            show(percentile(&mut per_event, 0.5)),
-            show(percentile(&mut ratio, 0.5)),
-            times(short, base.0),
+            "| {name} | {} | {} | {short_ms:.2}{} | {marginal:.4}{} |",
+            show(percentile(per_event, 0.5)),
+            show(percentile(ratio, 0.5)),
+            times(short_ms, base.0),
             times(marginal, base.1),
         );
     }
     Ok(())
+}
+
+/// Rounds of the OTLP cost comparison.
+const ROUNDS: usize = 5;
+
+/// Bytes on the wire per event, and their ratio to the uncompressed content, of one run.
+fn wire_bytes(report: &Value) -> (f64, f64) {
+    let requests = report["backend"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let wire: f64 = requests
+        .iter()
+        .filter_map(|r| r["wire_bytes"].as_f64())
+        .sum();
+    let content: f64 = requests
+        .iter()
+        .filter_map(|r| match r["body_hex"].as_str() {
+            Some(hex) => Some(hex.len() as f64 / 2.0),
+            None => r["body"].as_str().map(|b| b.len() as f64),
+        })
+        .sum();
+    let events: usize = report["posts"].as_array().map_or(0, |p| {
+        p.iter()
+            .map(|p| p["events"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    (wire / events.max(1) as f64, wire / content.max(1.0))
 }
