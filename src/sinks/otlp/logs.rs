@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::any_value::{self, STRING_VALUE, json_attribute, string_attribute};
 use super::wire::{Field, State, Writer};
-use super::{Common, Envelope, TraceId, nanos, now_ms, span_id, time_ms, trace_id, xray};
+use super::{Common, Envelope, SpanId, TraceId, nanos, now_ms, span_id, time_ms, trace_id, xray};
 use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::sinks::Encoder;
 use crate::telemetry::batch::{Event, Kind};
@@ -44,7 +44,8 @@ pub struct Logs {
     /// Lambda Managed Instances: invocations overlap, so no "current" one.
     concurrent: bool,
     current: Option<String>,
-    traces: ByRequest<TraceId>,
+    /// Each recent invocation's trace and span ids.
+    traces: ByRequest<(TraceId, SpanId)>,
     request: State,
     body: Vec<u8>,
     body_state: State,
@@ -95,7 +96,7 @@ impl Logs {
                     if self.concurrent {
                         None
                     } else {
-                        self.current.clone().map(Cow::Owned)
+                        self.current.as_deref().map(Cow::Borrowed)
                     }
                 }
                 LogRecord::Json(json) => {
@@ -114,8 +115,10 @@ impl Logs {
         };
         let ids = request_id.as_deref().map(|id| {
             string_attribute("faas.invocation_id", id, attributes);
-            let trace = self.traces.get(id).copied().unwrap_or_else(|| trace_id(id));
-            (trace, span_id(&[id]))
+            self.traces
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| (trace_id(id), span_id(&[id])))
         });
         let w = &mut self.request.on(out);
         w.item(|w| {
@@ -154,7 +157,7 @@ impl Logs {
             .and_then(|v| xray(v).0);
         // Derived ids are kept too: the invocation's records then find theirs at once.
         let trace = xray_trace.unwrap_or_else(|| trace_id(id));
-        self.traces.insert(id, trace);
+        self.traces.insert(id, (trace, span_id(&[id])));
     }
 }
 
