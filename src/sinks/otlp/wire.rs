@@ -31,14 +31,30 @@ impl Encoding {
 #[derive(Debug, Clone, Copy)]
 pub struct Field(pub &'static str, pub u32);
 
-/// What a message frame is: the request itself, a piece written apart, or a nested message
-/// whose content starts at the offset (after its length placeholder).
+/// One open frame: what it is, and (for JSON's commas) whether nothing was written in it yet.
 #[derive(Debug, Clone, Copy)]
-enum Frame {
-    Root { first: bool },
-    Fragment { first: bool },
-    Nested { first: bool, start: usize },
-    List { field: Field, first: bool },
+struct Frame {
+    kind: Kind,
+    first: bool,
+}
+
+/// The request itself, a piece written apart, a nested message whose content starts at the
+/// offset (after its length placeholder), or a repeated field.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Root,
+    Fragment,
+    Nested { start: usize },
+    List { field: Field },
+}
+
+impl Kind {
+    fn open(self) -> Frame {
+        Frame {
+            kind: self,
+            first: true,
+        }
+    }
 }
 
 /// What is open in one buffer.
@@ -72,7 +88,7 @@ impl State {
     pub fn fragment(encoding: Encoding) -> State {
         State {
             encoding,
-            frames: vec![Frame::Fragment { first: true }],
+            frames: vec![Kind::Fragment.open()],
         }
     }
 
@@ -80,7 +96,7 @@ impl State {
     pub fn list_fragment(encoding: Encoding, field: Field) -> State {
         State {
             encoding,
-            frames: vec![Frame::List { field, first: true }],
+            frames: vec![Kind::List { field }.open()],
         }
     }
 
@@ -90,9 +106,8 @@ impl State {
 
     /// Starts over in a new buffer with the same shape (a fragment stays a fragment).
     pub fn restart(&mut self) {
-        let shape = match self.frames.first() {
-            Some(Frame::Fragment { .. }) => Some(Frame::Fragment { first: true }),
-            Some(&Frame::List { field, .. }) => Some(Frame::List { field, first: true }),
+        let shape = match self.frames.first().map(|f| f.kind) {
+            Some(kind @ (Kind::Fragment | Kind::List { .. })) => Some(kind.open()),
             _ => None,
         };
         self.frames.clear();
@@ -114,7 +129,7 @@ impl Writer<'_> {
     /// Opens the request (JSON's outer brace).
     pub fn begin(&mut self) {
         self.state.frames.clear();
-        self.state.frames.push(Frame::Root { first: true });
+        self.state.frames.push(Kind::Root.open());
         if self.json() {
             self.out.push(b'{');
         }
@@ -123,8 +138,8 @@ impl Writer<'_> {
     /// Closes everything still open, the request last.
     pub fn end(&mut self) {
         while !self.state.frames.is_empty() {
-            match self.state.frames.last() {
-                Some(Frame::List { .. }) => self.close_list(),
+            match self.state.frames.last().map(|f| f.kind) {
+                Some(Kind::List { .. }) => self.close_list(),
                 _ => self.close(),
             }
         }
@@ -147,17 +162,11 @@ impl Writer<'_> {
 
     /// JSON: a comma unless this is the open frame's first member.
     fn comma(&mut self) {
-        if let Some(
-            Frame::Root { first }
-            | Frame::Fragment { first }
-            | Frame::Nested { first, .. }
-            | Frame::List { first, .. },
-        ) = self.state.frames.last_mut()
-        {
-            if !*first {
+        if let Some(frame) = self.state.frames.last_mut() {
+            if !frame.first {
                 self.out.push(b',');
             }
-            *first = false;
+            frame.first = false;
         }
     }
 
@@ -171,7 +180,7 @@ impl Writer<'_> {
     pub fn open_item(&mut self) {
         if self.json() {
             self.comma();
-        } else if let Some(&Frame::List { field, .. }) = self.state.frames.last() {
+        } else if let Some(Kind::List { field }) = self.state.frames.last().map(|f| f.kind) {
             self.key(field, LEN);
         }
         self.push_nested();
@@ -184,15 +193,15 @@ impl Writer<'_> {
             self.out.push(0);
         }
         let start = self.out.len();
-        self.state.frames.push(Frame::Nested { first: true, start });
+        self.state.frames.push(Kind::Nested { start }.open());
     }
 
     /// Closes the open message.
     pub fn close(&mut self) {
         let json = self.json();
-        match self.state.frames.pop() {
-            Some(Frame::Nested { start, .. }) if !json => patch_length(self.out, start),
-            Some(Frame::Nested { .. } | Frame::Root { .. }) if json => self.out.push(b'}'),
+        match self.state.frames.pop().map(|f| f.kind) {
+            Some(Kind::Nested { start }) if !json => patch_length(self.out, start),
+            Some(Kind::Nested { .. } | Kind::Root) if json => self.out.push(b'}'),
             _ => {}
         }
     }
@@ -203,11 +212,11 @@ impl Writer<'_> {
             self.key(field, LEN);
             self.out.push(b'[');
         }
-        self.state.frames.push(Frame::List { field, first: true });
+        self.state.frames.push(Kind::List { field }.open());
     }
 
     pub fn close_list(&mut self) {
-        if let Some(Frame::List { .. }) = self.state.frames.last() {
+        if let Some(Kind::List { .. }) = self.state.frames.last().map(|f| f.kind) {
             self.state.frames.pop();
             if self.json() {
                 self.out.push(b']');
@@ -418,32 +427,17 @@ impl Writer<'_> {
 
     /// Where the buffer is now, for [`reset`](Self::reset).
     pub fn mark(&self) -> Mark {
-        let first = match self.state.frames.last() {
-            Some(
-                Frame::Root { first }
-                | Frame::Fragment { first }
-                | Frame::Nested { first, .. }
-                | Frame::List { first, .. },
-            ) => *first,
-            None => true,
-        };
         Mark {
             len: self.out.len(),
-            first,
+            first: self.state.frames.last().is_none_or(|f| f.first),
         }
     }
 
     /// Takes back what was written since `mark`, in the same frame.
     pub fn reset(&mut self, mark: Mark) {
         self.out.truncate(mark.len);
-        if let Some(
-            Frame::Root { first }
-            | Frame::Fragment { first }
-            | Frame::Nested { first, .. }
-            | Frame::List { first, .. },
-        ) = self.state.frames.last_mut()
-        {
-            *first = mark.first;
+        if let Some(frame) = self.state.frames.last_mut() {
+            frame.first = mark.first;
         }
     }
 }
