@@ -9,6 +9,8 @@
 // Tests may unwrap and panic: a failed expectation is what should stop them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
@@ -22,17 +24,7 @@ fn root() -> PathBuf {
 
 /// The venv's python, or `None` (loudly; a failure under `CI=true`).
 fn python() -> Option<PathBuf> {
-    let python = root().join("target/py/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    let why = format!("{} missing; `make test` installs it", python.display());
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "cannot run under CI=true: {why}"
-    );
-    eprintln!("SKIPPED (compare-init): {why}; under CI=true this fails");
-    None
+    support::venv_python("compare-init")
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -250,11 +250,7 @@ fn a_partial_success_is_counted(protocol: &str) {
     let requests = run.report["backend"]["requests"]
         .as_array()
         .map_or(0, Vec::len) as u64;
-    let line = run
-        .stderr()
-        .into_iter()
-        .find(|l| l.contains("INFO output otlp-logs:"))
-        .unwrap_or_default();
+    let line = run.output_line("otlp-logs");
     run.check(
         requests > 0 && line.contains(&format!(" partially_rejected={}", 3 * requests)),
         &format!("3 items counted per accepted request ({requests}): {line}"),

@@ -56,18 +56,7 @@ fn accepted(run: &Run) -> Vec<Value> {
 
 /// `name=value` from the `output http:` summary line.
 fn output_counter(run: &Run, name: &str) -> u64 {
-    let line = run
-        .stderr()
-        .into_iter()
-        .find(|l| l.contains("INFO output http:"))
-        .unwrap_or_default();
-    let value = line
-        .split(&format!(" {name}="))
-        .nth(1)
-        .and_then(|v| v.split(' ').next())
-        .and_then(|v| v.parse().ok());
-    run.check(value.is_some(), &format!("the output summary has {name}"));
-    value.unwrap_or(0)
+    run.output_counter("http", name)
 }
 
 fn assert_each_event_accepted_once(run: &Run) {
@@ -345,11 +334,7 @@ fn a_flood_against_a_hanging_backend_counts_each_event_once() {
         "--env",
         "TELEMETRY_RELAY_LOG=info",
     ]);
-    let line = run
-        .stderr()
-        .into_iter()
-        .find(|l| l.contains("INFO output http:"))
-        .unwrap_or_default();
+    let line = run.output_line("http");
     let n = |name: &str| output_counter(&run, name);
     run.check(
         n("received") == n("sent") + n("dropped") + n("rejected"),

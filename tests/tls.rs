@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
-use support::Run;
+use support::{Run, venv_python};
 
 /// A running HTTPS server and the directory with its certificates and request log.
 struct Server {
@@ -32,16 +32,7 @@ impl Server {
 
     fn start_with(require_client_cert: bool, tls12: bool) -> Option<Server> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/py/bin/python");
-        if !python.exists() {
-            let why = format!("{} missing; `make test` installs it", python.display());
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "cannot run under CI=true: {why}"
-            );
-            eprintln!("SKIPPED (TLS server): {why}; under CI=true this fails");
-            return None;
-        }
+        let python = venv_python("TLS server")?;
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "telemetry-relay-tls-{}-{}",
@@ -97,14 +88,6 @@ impl Drop for Server {
     }
 }
 
-/// The summary line of one output.
-fn summary(run: &Run, output: &str) -> String {
-    run.stderr()
-        .into_iter()
-        .find(|l| l.contains(&format!("INFO output {output}:")))
-        .unwrap_or_default()
-}
-
 fn run(server: &Server, extra: &[&str]) -> Run {
     let mut args = vec![
         "--invokes".to_string(),
@@ -144,7 +127,7 @@ fn a_private_ca_is_trusted_for_otlp_and_ndjson() {
     );
     run.assert_clean_exit();
     for output in ["otlp-logs", "http"] {
-        let line = summary(&run, output);
+        let line = run.output_line(output);
         run.check(
             line.contains(" rejected=0 ")
                 && line.contains(" dropped=0")
@@ -183,7 +166,7 @@ fn a_client_certificate_is_presented_when_the_server_requires_one() {
         ],
     );
     run.assert_clean_exit();
-    let line = summary(&run, "otlp-logs");
+    let line = run.output_line("otlp-logs");
     run.check(
         line.contains(" rejected=0 ") && !line.contains(" sent=0 "),
         &format!("accepted over mTLS: {line}"),
@@ -218,24 +201,15 @@ fn without_the_client_certificate_the_refusal_is_counted_and_nothing_else_harmed
         )],
     );
     run.assert_clean_exit();
-    let line = summary(&run, "otlp-logs");
-    let counted = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(&format!("{name}=")))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let line = run.output_line("otlp-logs");
+    let counted = |name: &str| run.output_counter("otlp-logs", name);
     run.check(
         counted("sent") == 0
             && counted("received") > 0
             && counted("rejected") + counted("dropped") == counted("received"),
         &format!("nothing sent, every event counted: {line}"),
     );
-    let warnings: Vec<String> = run
-        .stderr()
-        .into_iter()
-        .filter(|l| l.contains("WARN") && l.contains("otlp-logs"))
-        .collect();
+    let warnings = warnings(&run);
     run.check(
         !warnings.is_empty()
             && warnings
@@ -275,22 +249,26 @@ fn a_wrong_ca_is_a_counted_handshake_failure_and_nothing_else_is_harmed() {
 /// clean exit.
 fn check_refused(run: &Run, server: &Server) {
     run.assert_clean_exit();
-    let line = summary(run, "otlp-logs");
+    let line = run.output_line("otlp-logs");
     run.check(
         line.contains(" sent=0 ") && !line.contains(" rejected=0 ") && line.contains(" dropped=0"),
         &format!("every event counted as rejected: {line}"),
     );
-    let warnings: Vec<String> = run
-        .stderr()
-        .into_iter()
-        .filter(|l| l.contains("WARN") && l.contains("otlp-logs"))
-        .collect();
+    let warnings = warnings(run);
     run.check(
         warnings.len() == 1 && warnings[0].contains("TLS"),
         &format!("warned once, with the reason: {warnings:#?}"),
     );
     run.check(server.requests().is_empty(), "the server took nothing");
     check_stdout_whole(run);
+}
+
+/// The warnings about the OTLP logs output.
+fn warnings(run: &Run) -> Vec<String> {
+    run.stderr()
+        .into_iter()
+        .filter(|l| l.contains("WARN") && l.contains("otlp-logs"))
+        .collect()
 }
 
 fn check_stdout_whole(run: &Run) {

@@ -154,6 +154,29 @@ impl Run {
         );
     }
 
+    /// The `INFO output <name>:` summary line of one network output (empty if absent).
+    pub fn output_line(&self, output: &str) -> String {
+        self.stderr()
+            .into_iter()
+            .find(|l| l.contains(&format!("INFO output {output}:")))
+            .unwrap_or_default()
+    }
+
+    /// `name=value` from one network output's summary line.
+    pub fn output_counter(&self, output: &str, name: &str) -> u64 {
+        let value = self
+            .output_line(output)
+            .split(&format!(" {name}="))
+            .nth(1)
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok());
+        self.check(
+            value.is_some(),
+            &format!("the {output} output summary has {name}"),
+        );
+        value.unwrap_or(0)
+    }
+
     /// The `errorMessage` of the first `/extension/init/error` report, if any.
     pub fn init_error_message(&self) -> String {
         let body = self.report["errors"][0]["body"].as_str().unwrap_or("{}");
@@ -240,6 +263,28 @@ pub fn text_line(event: &Value) -> String {
 /// Runs `tests/validate/<script>` from `make test`'s venv over `input`, failing `run` with its
 /// output unless it passes. Without the venv: a failure under `CI=true`, else `false` and a
 /// loud skip.
+/// A missing prerequisite of `what`: under `CI=true` a failure, locally a loud skip.
+pub fn missing(what: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} cannot run under CI=true: {why}");
+    }
+    eprintln!("SKIPPED ({what}): {why}; under CI=true this fails");
+}
+
+/// The python of the venv `make test` builds in `target/py`, or `None` if it is missing
+/// (see [`missing`]).
+pub fn venv_python(what: &str) -> Option<PathBuf> {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    missing(
+        what,
+        &format!("{} missing; `make test` installs it", python.display()),
+    );
+    None
+}
+
 pub fn validate_with(run: &Run, script: &str, input: &str) -> bool {
     python(run, script, &[], input, false).is_some()
 }
@@ -256,15 +301,7 @@ pub fn python(
 ) -> Option<Vec<u8>> {
     static N: AtomicU32 = AtomicU32::new(0);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/py/bin/python");
-    if !python.exists() {
-        let why = format!("{} missing; `make test` installs it", python.display());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{script} cannot run under CI=true: {why}");
-        }
-        eprintln!("SKIPPED ({script}): {why}; under CI=true this fails");
-        return None;
-    }
+    let python = venv_python(script)?;
     let file = std::env::temp_dir().join(format!(
         "telemetry-relay-validate-{}-{}",
         std::process::id(),
