@@ -334,7 +334,7 @@ fn fuzz_the_network_encoders() {
             let mut wrote = false;
             for event in batch.events() {
                 let _ = encoder.carries(&event);
-                wrote |= encoder.event(&event, !wrote, &mut body);
+                wrote |= encoder.event(&event, &mut body);
             }
             encoder.finish(&mut body);
             if encoder.interval().is_some() {

@@ -36,7 +36,7 @@ impl Delivery {
                 if output.sink.encoder.carries(&event) {
                     events += 1;
                 }
-                output.sink.encoder.event(&event, false, &mut nothing);
+                output.sink.encoder.event(&event, &mut nothing);
                 seq += 1;
             }
         }

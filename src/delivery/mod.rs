@@ -313,7 +313,7 @@ impl Delivery {
                 if encoder.carries(&event) {
                     events += 1;
                 }
-                wrote |= encoder.event(&event, !wrote, &mut body);
+                wrote |= encoder.event(&event, &mut body);
                 seq += 1;
             }
             // `seq` is contiguous: entries are, and the cursor never points into a gap.

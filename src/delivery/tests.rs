@@ -12,7 +12,7 @@ impl Encoder for Lines {
     fn content_type(&self) -> &'static str {
         "text/plain"
     }
-    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(event.type_name().as_bytes());
         out.push(b'\n');
         true
@@ -28,7 +28,7 @@ impl Encoder for Reports {
     fn carries(&self, event: &Event) -> bool {
         event.kind == Kind::Report
     }
-    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         self.carries(event) && {
             out.push(b'r');
             true
@@ -354,7 +354,7 @@ impl Encoder for Folding {
     fn interval(&self) -> Option<Duration> {
         Some(self.interval)
     }
-    fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, _out: &mut Vec<u8>) -> bool {
         self.current += u64::from(self.carries(event));
         self.carries(event)
     }

@@ -13,7 +13,7 @@ impl Encoder for Ndjson {
         "application/x-ndjson"
     }
 
-    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         compact_into(event.raw, out);
         out.push(b'\n');
         true
@@ -29,8 +29,8 @@ mod tests {
     fn one_compact_event_per_line() {
         let parsed = parse(br#"[{"time": "t", "type": "function", "record": "a\n"}, {"time":"t","type":"x","record":{ "k" : 1 }}]"#.to_vec());
         let mut out = Vec::new();
-        for (i, event) in parsed.batch.events().enumerate() {
-            assert!(Ndjson.event(&event, i == 0, &mut out));
+        for event in parsed.batch.events() {
+            assert!(Ndjson.event(&event, &mut out));
         }
         assert_eq!(
             String::from_utf8(out).unwrap(),

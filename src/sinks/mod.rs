@@ -27,7 +27,7 @@ pub trait Encoder: Send {
         true
     }
     /// Appends what `event` completes; returns whether anything was written.
-    fn event(&mut self, event: &Event, first: bool, out: &mut Vec<u8>) -> bool;
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool;
     /// INVOKE `request_id` arrived, with its X-Ray trace header if traced.
     fn invoked(&mut self, _request_id: &str, _xray: Option<&str>) {}
     /// The relay's counters as they are now, before a request is encoded.

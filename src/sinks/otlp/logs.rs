@@ -284,7 +284,7 @@ impl Encoder for Logs {
         self.common.open(&ENVELOPE, &mut self.request.on(out));
     }
 
-    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         self.track(event);
         self.write_record(event, out);
         true

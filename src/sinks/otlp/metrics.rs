@@ -321,7 +321,7 @@ impl Encoder for Metrics {
         Some(self.interval)
     }
 
-    fn event(&mut self, event: &Event, _first: bool, _out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, _out: &mut Vec<u8>) -> bool {
         match event.kind {
             Kind::Report => self.current.report(event),
             Kind::InitReport => match event.platform().metrics.0.and_then(|m| m.duration_ms.0) {

@@ -288,11 +288,8 @@ pub(crate) mod tests_support {
         let parsed = parse(body);
         let mut out = Vec::new();
         encoder.start(&mut out);
-        let mut first = true;
         for event in parsed.batch.events() {
-            if encoder.event(&event, first, &mut out) {
-                first = false;
-            }
+            encoder.event(&event, &mut out);
         }
         encoder.finish(&mut out);
         if encoder.interval().is_some() {

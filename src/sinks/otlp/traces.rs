@@ -296,7 +296,7 @@ impl Encoder for Traces {
         self.common.open(&ENVELOPE, &mut self.request.on(out));
     }
 
-    fn event(&mut self, event: &Event, _first: bool, out: &mut Vec<u8>) -> bool {
+    fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         let spans = self.spans(event);
         let w = &mut self.request.on(out);
         for span in &spans {
