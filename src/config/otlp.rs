@@ -12,8 +12,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::outputs::{Secret, parse_compression, parse_headers, parse_timeout, parse_url};
-use super::tls::{self, TlsFiles, TlsVars};
+use super::outputs::{
+    Destination, Secret, parse_compression, parse_headers, parse_timeout, parse_url,
+};
+use super::tls::{self, TlsVars};
 use super::{ConfigError, invalid, parse_range, value_of};
 
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -96,16 +98,11 @@ pub enum Protocol {
     Json,
 }
 
-/// Where and how one signal is sent.
+/// One signal: where and how it is sent, and its encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
-    pub url: String,
+    pub to: Destination,
     pub protocol: Protocol,
-    pub headers: Vec<(String, Secret)>,
-    pub timeout: Duration,
-    /// Bodies are sent gzipped (`Content-Encoding: gzip`).
-    pub gzip: bool,
-    pub tls: TlsFiles,
 }
 
 /// OpenTelemetry over OTLP/HTTP; a signal that is off is `None`.
@@ -180,12 +177,14 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
             },
         };
         Ok(Some(Signal {
-            url,
+            to: Destination {
+                url,
+                headers,
+                timeout,
+                gzip,
+                tls,
+            },
             protocol,
-            headers,
-            timeout,
-            gzip,
-            tls,
         }))
     };
     let otlp = OtlpOutput {
@@ -285,7 +284,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        let url = |s: &Option<Signal>| s.as_ref().map(|s| s.url.clone());
+        let url = |s: &Option<Signal>| s.as_ref().map(|s| s.to.url.clone());
         assert_eq!(
             url(&o.logs).as_deref(),
             Some("http://collector:4318/v1/logs")
@@ -298,7 +297,7 @@ mod tests {
             url(&o.traces).as_deref(),
             Some("http://tempo:4318/custom/traces")
         );
-        assert!(o.signals().all(|s| s.timeout == Duration::from_secs(10)));
+        assert!(o.signals().all(|s| s.to.timeout == Duration::from_secs(10)));
         assert!(o.signals().all(|s| s.protocol == Protocol::Protobuf));
         assert_eq!(o.metric_export_interval, Duration::from_secs(60));
         assert_eq!(o.service_name.as_deref(), Some("checkout"));
@@ -326,12 +325,12 @@ mod tests {
         .unwrap();
         let names = |s: &Option<Signal>| -> Vec<String> {
             s.iter()
-                .flat_map(|s| s.headers.iter().map(|h| h.0.clone()))
+                .flat_map(|s| s.to.headers.iter().map(|h| h.0.clone()))
                 .collect()
         };
         assert_eq!(names(&o.logs), ["a"]);
         assert_eq!(names(&o.metrics), ["b"]);
-        let timeout = |s: &Option<Signal>| s.as_ref().map(|s| s.timeout);
+        let timeout = |s: &Option<Signal>| s.as_ref().map(|s| s.to.timeout);
         assert_eq!(timeout(&o.logs), Some(Duration::from_millis(2000)));
         assert_eq!(timeout(&o.traces), Some(Duration::from_millis(500)));
         let json = otlp(&[
@@ -353,7 +352,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        let gzip = |s: &Option<Signal>| s.as_ref().map(|s| s.gzip);
+        let gzip = |s: &Option<Signal>| s.as_ref().map(|s| s.to.gzip);
         assert_eq!(
             (gzip(&gz.logs), gzip(&gz.metrics), gzip(&gz.traces)),
             (Some(false), Some(true), Some(true))

@@ -73,9 +73,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The plain HTTP NDJSON output.
+/// Where and how one network output sends: the NDJSON output, and each OTLP signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpOutput {
+pub struct Destination {
     pub url: String,
     pub headers: Vec<(String, Secret)>,
     pub timeout: Duration,
@@ -90,7 +90,8 @@ pub struct Outputs {
     pub buffer_bytes: usize,
     pub flush: FlushPolicy,
     pub flush_budget: Duration,
-    pub http: Option<HttpOutput>,
+    /// The plain HTTP NDJSON output.
+    pub http: Option<Destination>,
     pub emf: Option<EmfOutput>,
     pub otlp: Option<super::otlp::OtlpOutput>,
 }
@@ -111,7 +112,7 @@ impl Outputs {
         let http_tls = tls::parse(env, &HTTP_TLS, None)?;
         let http = match get(HTTP_URL) {
             None => None,
-            Some(url) => Some(HttpOutput {
+            Some(url) => Some(Destination {
                 url: parse_url(HTTP_URL, url)?,
                 headers: parse_headers(HTTP_HEADERS, get(HTTP_HEADERS))?,
                 timeout: parse_timeout(HTTP_TIMEOUT_MS, get(HTTP_TIMEOUT_MS), 5000)?,

@@ -129,8 +129,8 @@ impl Delivery {
         for (index, sink) in sinks.iter().enumerate() {
             let same = |g: &&mut Vec<(usize, crate::sinks::Endpoint)>| {
                 g.first().is_some_and(|(_, e)| {
-                    destination(&e.url) == destination(&sink.endpoint.url)
-                        && e.tls == sink.endpoint.tls
+                    destination(&e.to.url) == destination(&sink.endpoint.to.url)
+                        && e.to.tls == sink.endpoint.to.tls
                 })
             };
             match groups.iter_mut().find(same) {

@@ -95,7 +95,7 @@ fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Send
         // One client for the destination: its outputs share the connection (and its TLS
         // handshake) in turn.
         let agent = agent.get_or_insert_with(|| build_agent(endpoint));
-        let wire = if endpoint.gzip {
+        let wire = if endpoint.to.gzip {
             gzip::compress(&request.body, &mut gzipped);
             &gzipped[..]
         } else {
@@ -136,15 +136,15 @@ fn build_agent(endpoint: &Endpoint) -> Result<ureq::Agent, String> {
         .input_buffer_size(BUFFER_BYTES)
         .output_buffer_size(BUFFER_BYTES);
     #[cfg(feature = "tls")]
-    let builder = if endpoint.tls.is_empty() {
+    let builder = if endpoint.to.tls.is_empty() {
         builder
     } else {
-        let tls = super::tls::config(&endpoint.tls).map_err(|e| format!("TLS setup: {e}"))?;
+        let tls = super::tls::config(&endpoint.to.tls).map_err(|e| format!("TLS setup: {e}"))?;
         builder.tls_config(tls)
     };
     // The config refuses certificate files in a build without TLS; never sent without them.
     #[cfg(not(feature = "tls"))]
-    if !endpoint.tls.is_empty() {
+    if !endpoint.to.tls.is_empty() {
         return Err("TLS setup: this build has no TLS".to_string());
     }
     Ok(ureq::Agent::with_parts(
@@ -166,7 +166,7 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Ins
                 after: None,
             };
         }
-        let (why, after) = match attempt(agent, endpoint, body, left.min(endpoint.timeout)) {
+        let (why, after) = match attempt(agent, endpoint, body, left.min(endpoint.to.timeout)) {
             Ok(a) if (200..300).contains(&a.status) => {
                 return match a.partial {
                     Some(p) => Outcome::Partial {
@@ -214,15 +214,15 @@ fn attempt(
     timeout: Duration,
 ) -> Result<Answered, ureq::Error> {
     let mut call = agent
-        .post(&endpoint.url)
+        .post(&endpoint.to.url)
         .config()
         .timeout_global(Some(timeout))
         .build()
         .header("Content-Type", endpoint.content_type);
-    if endpoint.gzip {
+    if endpoint.to.gzip {
         call = call.header("Content-Encoding", "gzip");
     }
-    for (name, Secret(value)) in &endpoint.headers {
+    for (name, Secret(value)) in &endpoint.to.headers {
         call = call.header(name.as_str(), value.as_str());
     }
     let mut response = call.send(body)?;

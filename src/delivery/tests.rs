@@ -2,6 +2,7 @@
 //! hand and settled with receipts, so every interleaving of eviction and answer can be set up.
 
 use super::*;
+use crate::config::outputs::Destination;
 use crate::sinks::Endpoint;
 use crate::telemetry::batch::{Kind, parse};
 use std::sync::mpsc;
@@ -41,12 +42,14 @@ fn sink(name: &'static str, encoder: Box<dyn Encoder>) -> NetworkSink {
         name,
         encoder,
         endpoint: Endpoint {
-            url: "http://127.0.0.1:9/".to_string(),
-            headers: Vec::new(),
+            to: Destination {
+                url: "http://127.0.0.1:9/".to_string(),
+                headers: Vec::new(),
+                timeout: Duration::from_millis(10),
+                gzip: false,
+                tls: Default::default(),
+            },
             content_type: "",
-            timeout: Duration::from_millis(10),
-            gzip: false,
-            tls: Default::default(),
         },
     }
 }
@@ -469,9 +472,9 @@ fn outputs_to_one_destination_share_a_thread() {
     );
     assert_eq!(destination("https://h:443/a/b"), "https://h:443");
     let mut other = sink("other", Box::new(Lines));
-    other.endpoint.url = "http://127.0.0.1:10/x".to_string();
+    other.endpoint.to.url = "http://127.0.0.1:10/x".to_string();
     let mut private = sink("private", Box::new(Lines));
-    private.endpoint.tls.ca = Some("/ca.pem".to_string());
+    private.endpoint.to.tls.ca = Some("/ca.pem".to_string());
     let (tx, _rx) = mpsc::channel();
     let sinks = vec![
         sink("a", Box::new(Lines)),

@@ -309,7 +309,7 @@ fn request_budget(config: &Config) -> Duration {
         .outputs
         .otlp
         .iter()
-        .flat_map(|o| o.signals().map(|s| s.timeout));
+        .flat_map(|o| o.signals().map(|s| s.to.timeout));
     http.into_iter().chain(otlp).max().unwrap_or_default() * 3
 }
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::otlp::{Protocol, Signal};
-use crate::config::outputs::Secret;
-use crate::config::tls::TlsFiles;
+use crate::config::outputs::Destination;
 use crate::counters::Counters;
 use crate::telemetry::batch::Event;
 use otlp::wire::Encoding;
@@ -49,17 +48,12 @@ pub trait Encoder: Send {
     fn settled(&mut self) {}
 }
 
-/// Where and how one network output sends.
+/// Where and how one network output sends (its certificate files are read by the sender at
+/// its first request), and the content type of its bodies.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub url: String,
-    pub headers: Vec<(String, Secret)>,
+    pub to: Destination,
     pub content_type: &'static str,
-    pub timeout: Duration,
-    /// Send bodies gzipped.
-    pub gzip: bool,
-    /// Certificate files for https://, read by the sender at its first request.
-    pub tls: TlsFiles,
 }
 
 /// A network output: its name in logs and the summary, its format and its destination.
@@ -79,20 +73,10 @@ pub struct Sinks {
 /// Builds the sinks; cheap (no client, no I/O), so it may run at start.
 pub fn build(config: &Config) -> Sinks {
     let mut network = Vec::new();
-    let mut add = |name,
-                   encoder: Box<dyn Encoder>,
-                   url: &str,
-                   headers: &[_],
-                   timeout,
-                   gzip,
-                   tls: &TlsFiles| {
+    let mut add = |name, encoder: Box<dyn Encoder>, to: &Destination| {
         let endpoint = Endpoint {
-            url: url.to_string(),
-            headers: headers.to_vec(),
+            to: to.clone(),
             content_type: encoder.content_type(),
-            timeout,
-            gzip,
-            tls: tls.clone(),
         };
         network.push(NetworkSink {
             name,
@@ -100,16 +84,8 @@ pub fn build(config: &Config) -> Sinks {
             endpoint,
         });
     };
-    if let Some(h) = &config.outputs.http {
-        add(
-            "http",
-            Box::new(http::Ndjson),
-            &h.url,
-            &h.headers,
-            h.timeout,
-            h.gzip,
-            &h.tls,
-        );
+    if let Some(to) = &config.outputs.http {
+        add("http", Box::new(http::Ndjson), to);
     }
     if let Some(o) = &config.outputs.otlp {
         let common = |s: &Signal| {
@@ -121,39 +97,15 @@ pub fn build(config: &Config) -> Sinks {
         };
         if let Some(s) = &o.logs {
             let logs = otlp::logs::Logs::new(common(s), config.managed_instances);
-            add(
-                "otlp-logs",
-                Box::new(logs),
-                &s.url,
-                &s.headers,
-                s.timeout,
-                s.gzip,
-                &s.tls,
-            );
+            add("otlp-logs", Box::new(logs), &s.to);
         }
         if let Some(s) = &o.metrics {
             let metrics = otlp::metrics::Metrics::new(common(s), o.metric_export_interval);
-            add(
-                "otlp-metrics",
-                Box::new(metrics),
-                &s.url,
-                &s.headers,
-                s.timeout,
-                s.gzip,
-                &s.tls,
-            );
+            add("otlp-metrics", Box::new(metrics), &s.to);
         }
         if let Some(s) = &o.traces {
             let traces = otlp::traces::Traces::new(common(s));
-            add(
-                "otlp-traces",
-                Box::new(traces),
-                &s.url,
-                &s.headers,
-                s.timeout,
-                s.gzip,
-                &s.tls,
-            );
+            add("otlp-traces", Box::new(traces), &s.to);
         }
     }
     Sinks {
