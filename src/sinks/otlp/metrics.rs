@@ -57,22 +57,50 @@ const EXPLICIT_BOUNDS: Field = Field("explicitBounds", 7);
 const MIN: Field = Field("min", 11);
 const MAX: Field = Field("max", 12);
 
+/// A metric of one data point over `window`: its name and unit, then `data` (`SUM` or
+/// `HISTOGRAM`) holding the point, which `point` writes after the window, and the
+/// temporality; `monotonic` for sums.
+struct OnePoint<'a> {
+    name: &'a str,
+    unit: &'a str,
+    data: Field,
+    temporality: u32,
+    monotonic: bool,
+}
+
+impl OnePoint<'_> {
+    fn write(&self, w: &mut Writer, window: (i64, i64), point: impl FnOnce(&mut Writer)) {
+        w.item(|w| {
+            w.string(NAME, self.name);
+            w.string(UNIT, self.unit);
+            w.message(self.data, |w| {
+                w.list(DATA_POINTS, |w| {
+                    w.item(|w| {
+                        w.fixed64(START_TIME, nanos(window.0));
+                        w.fixed64(TIME, nanos(window.1));
+                        point(w);
+                    });
+                });
+                w.number(TEMPORALITY, self.temporality);
+                if self.monotonic {
+                    w.boolean(IS_MONOTONIC, true);
+                }
+            });
+        });
+    }
+}
+
 /// A monotonic sum with one data point.
 fn sum(w: &mut Writer, name: &str, unit: &str, temporality: u32, window: (i64, i64), value: u64) {
-    w.item(|w| {
-        w.string(NAME, name);
-        w.string(UNIT, unit);
-        w.message(SUM, |w| {
-            w.list(DATA_POINTS, |w| {
-                w.item(|w| {
-                    w.fixed64(START_TIME, nanos(window.0));
-                    w.fixed64(TIME, nanos(window.1));
-                    w.sfixed64(AS_INT, i64::try_from(value).unwrap_or(i64::MAX));
-                });
-            });
-            w.number(TEMPORALITY, temporality);
-            w.boolean(IS_MONOTONIC, true);
-        });
+    let metric = OnePoint {
+        name,
+        unit,
+        data: SUM,
+        temporality,
+        monotonic: true,
+    };
+    metric.write(w, window, |w| {
+        w.sfixed64(AS_INT, i64::try_from(value).unwrap_or(i64::MAX));
     });
 }
 
@@ -128,24 +156,20 @@ impl Histogram {
         if self.count == 0 {
             return;
         }
-        w.item(|w| {
-            w.string(NAME, name);
-            w.string(UNIT, unit);
-            w.message(HISTOGRAM, |w| {
-                w.list(DATA_POINTS, |w| {
-                    w.item(|w| {
-                        w.fixed64(START_TIME, nanos(window.0));
-                        w.fixed64(TIME, nanos(window.1));
-                        w.fixed64(COUNT, self.count);
-                        w.double(HISTOGRAM_SUM, self.sum);
-                        w.fixed64s(BUCKET_COUNTS, &self.buckets);
-                        w.doubles(EXPLICIT_BOUNDS, bounds);
-                        w.double(MIN, self.min);
-                        w.double(MAX, self.max);
-                    });
-                });
-                w.number(TEMPORALITY, DELTA);
-            });
+        let metric = OnePoint {
+            name,
+            unit,
+            data: HISTOGRAM,
+            temporality: DELTA,
+            monotonic: false,
+        };
+        metric.write(w, window, |w| {
+            w.fixed64(COUNT, self.count);
+            w.double(HISTOGRAM_SUM, self.sum);
+            w.fixed64s(BUCKET_COUNTS, &self.buckets);
+            w.doubles(EXPLICIT_BOUNDS, bounds);
+            w.double(MIN, self.min);
+            w.double(MAX, self.max);
         });
     }
 }
