@@ -255,8 +255,20 @@ pub fn text_line(event: &Value) -> String {
     let time = event["time"].as_str().unwrap_or("-");
     let kind = event["type"].as_str().unwrap_or_default();
     match record["requestId"].as_str() {
-        Some(id) => format!("{time} {kind} {id} {record}"),
+        Some(id) => format!("{time} {kind} {id} {}", emulator_order(record)),
         None => format!("{time} {kind} {record}"),
+    }
+}
+
+/// A record as the emulator writes it (and Lambda does): `requestId` first, then the other
+/// keys, which serde_json sorts.
+fn emulator_order(record: &Value) -> String {
+    let mut rest = record.clone();
+    let id = rest.as_object_mut().and_then(|o| o.remove("requestId"));
+    match (id, rest.as_object().is_some_and(|o| o.is_empty())) {
+        (Some(id), true) => format!("{{\"requestId\":{id}}}"),
+        (Some(id), false) => format!("{{\"requestId\":{id},{}", &rest.to_string()[1..]),
+        (None, _) => record.to_string(),
     }
 }
 

@@ -63,11 +63,30 @@ pub fn epoch_ms(at: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
+/// An event in the key order Lambda writes: `time`, `type`, `record`, and a record's
+/// `requestId` first (the extension reads it there without parsing the rest; SPEC.md §5).
 fn event(stream: Stream, kind: &str, record: Value) -> Emitted {
-    let json = json!({ "time": rfc3339(SystemTime::now()), "type": kind, "record": record });
+    let time = Value::String(rfc3339(SystemTime::now()));
+    let record = match record {
+        Value::Object(mut fields) => match fields.remove("requestId") {
+            Some(id) if !fields.is_empty() => {
+                let rest = Value::Object(fields).to_string();
+                format!(
+                    "{{\"requestId\":{id},{}",
+                    rest.strip_prefix('{').unwrap_or(&rest)
+                )
+            }
+            Some(id) => format!("{{\"requestId\":{id}}}"),
+            None => Value::Object(fields).to_string(),
+        },
+        other => other.to_string(),
+    };
     Emitted {
         stream,
-        json: json.to_string(),
+        json: format!(
+            r#"{{"time":{time},"type":{},"record":{record}}}"#,
+            json!(kind)
+        ),
     }
 }
 
