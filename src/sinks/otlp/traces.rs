@@ -36,34 +36,75 @@ const STATUS: Field = Field("status", 15);
 const STATUS_MESSAGE: Field = Field("message", 2);
 const STATUS_CODE: Field = Field("code", 3);
 
+/// An invocation between its `platform.start` and its report. Its children live in one
+/// buffer of the encoder ([`Traces::children`]), so an invocation allocates nothing but its
+/// entry in [`Traces::open`]: allocations made and freed per invocation made musl's allocator
+/// map and unmap a page for each (its groups of a size class go back to the kernel once empty).
 struct Open {
     start_ms: i64,
     trace: TraceId,
     parent: Option<SpanId>,
-    children: Vec<(String, i64, f64)>,
+}
+
+/// A platform span reported for an open invocation: its request id's hash (see
+/// [`Traces::children`]), name, start and duration.
+struct Child {
+    owner: u64,
+    name: Name,
+    start_ms: i64,
+    duration_ms: f64,
+}
+
+/// A child span's name: the platform's own names without a copy.
+enum Name {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Name {
+    const KNOWN: [&'static str; 4] = [
+        "responseLatency",
+        "responseDuration",
+        "runtimeOverhead",
+        "extensionOverhead",
+    ];
+
+    fn of(name: &str) -> Name {
+        match Name::KNOWN.iter().find(|k| **k == name) {
+            Some(known) => Name::Known(known),
+            None => Name::Other(name.to_string()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Known(name) => name,
+            Name::Other(name) => name,
+        }
+    }
 }
 
 /// A span attribute.
-enum Attribute {
-    Text(&'static str, String),
+enum Attribute<'a> {
+    Text(&'static str, &'a str),
     Flag(&'static str, bool),
 }
 
 /// One finished span, as it is written.
-struct Span {
+struct Span<'a> {
     trace: TraceId,
     id: SpanId,
     parent: Option<SpanId>,
-    name: String,
+    name: &'a str,
     kind: u32,
     start_ms: i64,
     end_ms: i64,
-    attributes: Vec<Attribute>,
+    attributes: &'a [Attribute<'a>],
     /// An error status, with its message.
-    error: Option<String>,
+    error: Option<&'a str>,
 }
 
-impl Span {
+impl Span<'_> {
     fn write(&self, w: &mut Writer) {
         w.item(|w| {
             w.id(TRACE_ID, &self.trace);
@@ -71,13 +112,13 @@ impl Span {
             if let Some(parent) = &self.parent {
                 w.id(PARENT_SPAN_ID, parent);
             }
-            w.string(NAME, &self.name);
+            w.string(NAME, self.name);
             w.number(KIND, self.kind);
             w.fixed64(START_TIME, nanos(self.start_ms));
             w.fixed64(END_TIME, nanos(self.end_ms));
             if !self.attributes.is_empty() {
                 w.list(ATTRIBUTES, |w| {
-                    for attribute in &self.attributes {
+                    for attribute in self.attributes {
                         match attribute {
                             Attribute::Text(key, text) => string_attribute(key, text, w),
                             Attribute::Flag(key, flag) => bool_attribute(key, *flag, w),
@@ -85,7 +126,7 @@ impl Span {
                     }
                 });
             }
-            if let Some(message) = &self.error {
+            if let Some(message) = self.error {
                 w.message(STATUS, |w| {
                     w.string(STATUS_MESSAGE, message);
                     w.number(STATUS_CODE, STATUS_ERROR);
@@ -100,10 +141,17 @@ pub struct Traces {
     common: Common,
     request: State,
     open: ByRequest<Open>,
-    /// X-Ray headers of INVOKEs, for a `platform.start` that carries none.
-    invoked: ByRequest<String>,
+    /// The children of every open invocation, in arrival order, tagged with their owner's
+    /// request id hash; taken out when the owner's report comes. Bounded with `open`: a
+    /// child whose owner was evicted from it goes when it is found orphaned.
+    children: Vec<Child>,
+    /// The X-Ray trace and parent of INVOKEs, for a `platform.start` that carries none.
+    invoked: ByRequest<(Option<TraceId>, Option<SpanId>)>,
     init_start_ms: Option<i64>,
 }
+
+/// The children kept at most: four per open invocation.
+const CHILDREN_CAP: usize = PENDING_CAP * 4;
 
 impl Traces {
     pub fn new(common: Common) -> Traces {
@@ -112,38 +160,43 @@ impl Traces {
             common,
             request,
             open: ByRequest::new(PENDING_CAP),
+            children: Vec::new(),
             invoked: ByRequest::new(PENDING_CAP),
             init_start_ms: None,
         }
     }
 
-    /// The spans `event` completes. Only the events that make spans are read further than
-    /// their type: reading a record is most of this encoder's cost.
-    fn spans(&mut self, event: &Event) -> Vec<Span> {
+    /// Writes the spans `event` completes; false if none. Only the events that make spans
+    /// are read further than their type: reading a record is most of this encoder's cost.
+    fn spans(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
         if !matches!(
             event.kind,
             Kind::InitStart | Kind::InitReport | Kind::Start | Kind::RuntimeDone | Kind::Report
         ) {
-            return Vec::new();
+            return false;
         }
         let time = time_ms(event.time_text());
         if event.kind == Kind::InitStart {
             self.init_start_ms = time;
-            return Vec::new();
+            return false;
         }
         let record = event.platform();
         match event.kind {
-            Kind::InitReport => self.init_span(&record, time).into_iter().collect(),
+            Kind::InitReport => self.init_span(&record, time, out),
             Kind::Start => {
                 self.open_invocation(&record, time);
-                Vec::new()
+                false
             }
             Kind::RuntimeDone => {
-                self.runtime_done(&record);
-                Vec::new()
+                if let Some(id) = record.request_id.0.as_deref()
+                    && self.open.get(id).is_some()
+                {
+                    self.add_children(id, &record);
+                }
+                false
             }
-            Kind::Report => self.invocation(&record, time),
-            _ => Vec::new(),
+            Kind::Report => self.invocation(&record, time, out),
+            _ => false,
         }
     }
 
@@ -153,36 +206,57 @@ impl Traces {
         };
         let from_invoke = self.invoked.remove(id);
         let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
-        let (xray_trace, parent) = header.or(from_invoke.as_deref()).map_or((None, None), xray);
+        let (xray_trace, parent) = header.map(xray).or(from_invoke).unwrap_or_default();
         let open = Open {
             start_ms,
             trace: xray_trace.unwrap_or_else(|| trace_id(id)),
             parent,
-            children: Vec::new(),
         };
-        self.open.insert(id, open);
+        if let Some((evicted, _)) = self.open.insert(id, open) {
+            let gone = owner(&evicted);
+            self.children.retain(|c| c.owner != gone);
+        }
     }
 
-    fn runtime_done(&mut self, record: &PlatformRecord) {
-        let Some(open) = record
-            .request_id
-            .0
-            .as_deref()
-            .and_then(|id| self.open.get_mut(id))
-        else {
+    /// Keeps the platform spans of `record` for open invocation `id`.
+    fn add_children(&mut self, id: &str, record: &PlatformRecord) {
+        let Some(spans) = &record.spans.0 else {
             return;
         };
-        open.children.extend(children(record));
+        for span in spans {
+            let (Some(name), Some(start_ms), Some(duration_ms)) = (
+                span.name.0.as_deref(),
+                time_ms(span.start.0.as_deref()),
+                span.duration_ms.0.filter(|d| *d >= 0.0),
+            ) else {
+                continue;
+            };
+            if self.children.len() >= CHILDREN_CAP {
+                // Orphans of invocations evicted without a report are the only way here.
+                self.children.drain(..CHILDREN_CAP / 2);
+            }
+            self.children.push(Child {
+                owner: owner(id),
+                name: Name::of(name),
+                start_ms,
+                duration_ms,
+            });
+        }
     }
 
-    fn invocation(&mut self, record: &PlatformRecord, time: Option<i64>) -> Vec<Span> {
+    fn invocation(
+        &mut self,
+        record: &PlatformRecord,
+        time: Option<i64>,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let Some(id) = record.request_id.0.as_deref() else {
-            return Vec::new();
+            return false;
         };
-        let Some(mut open) = self.open.remove(id) else {
-            return Vec::new();
+        let Some(open) = self.open.remove(id) else {
+            return false;
         };
-        open.children.extend(children(record));
+        self.add_children(id, record);
         let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
         let end_ms = time
             .or(duration.map(|d| end_after(open.start_ms, d)))
@@ -194,86 +268,83 @@ impl Traces {
             .0
             .as_ref()
             .is_some_and(|m| m.init_duration_ms.0.is_some());
-        let mut attributes = vec![
-            Attribute::Text("faas.invocation_id", id.to_string()),
+        let error_type = record.error_type.0.as_deref();
+        let with_error = [
+            Attribute::Text("faas.invocation_id", id),
             Attribute::Flag("faas.coldstart", cold),
+            Attribute::Text("error.type", error_type.unwrap_or_default()),
         ];
-        if let Some(error) = record.error_type.0.as_deref() {
-            attributes.push(Attribute::Text("error.type", error.to_string()));
-        }
         let status = record.status.0.as_deref().unwrap_or("success");
-        let error = (status != "success")
-            .then(|| record.error_type.0.as_deref().unwrap_or(status).to_string());
-        let mut spans = vec![Span {
+        let w = &mut self.request.on(out);
+        Span {
             trace: open.trace,
             id: own,
             parent: open.parent,
-            name: self.common.function_name.clone(),
+            name: &self.common.function_name,
             kind: SPAN_KIND_SERVER,
             start_ms: open.start_ms,
             end_ms,
-            attributes,
-            error,
-        }];
-        for (name, start_ms, duration_ms) in open.children {
-            spans.push(Span {
+            attributes: &with_error[..if error_type.is_some() { 3 } else { 2 }],
+            error: (status != "success").then(|| error_type.unwrap_or(status)),
+        }
+        .write(w);
+        let owner = owner(id);
+        for child in self.children.iter().filter(|c| c.owner == owner) {
+            let name = child.name.as_str();
+            Span {
                 trace: open.trace,
-                id: span_id(&[id, &name]),
+                id: span_id(&[id, name]),
                 parent: Some(own),
                 name,
                 kind: SPAN_KIND_INTERNAL,
-                start_ms,
-                end_ms: end_after(start_ms, duration_ms),
-                attributes: Vec::new(),
+                start_ms: child.start_ms,
+                end_ms: end_after(child.start_ms, child.duration_ms),
+                attributes: &[],
                 error: None,
-            });
+            }
+            .write(w);
         }
-        spans
+        self.children.retain(|c| c.owner != owner);
+        true
     }
 
-    fn init_span(&mut self, record: &PlatformRecord, time: Option<i64>) -> Option<Span> {
-        let start_ms = self.init_start_ms.take()?;
+    fn init_span(&mut self, record: &PlatformRecord, time: Option<i64>, out: &mut Vec<u8>) -> bool {
+        let Some(start_ms) = self.init_start_ms.take() else {
+            return false;
+        };
         let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
-        let end_ms = duration
-            .map(|d| end_after(start_ms, d))
-            .or(time)?
-            .max(start_ms);
+        let Some(end_ms) = duration.map(|d| end_after(start_ms, d)).or(time) else {
+            return false;
+        };
         let kind = record
             .initialization_type
             .0
             .as_deref()
             .unwrap_or("on-demand");
         let key = format!("init-{start_ms}");
-        Some(Span {
+        Span {
             trace: trace_id(&key),
             id: span_id(&[&key]),
             parent: None,
-            name: "init".to_string(),
+            name: "init",
             kind: SPAN_KIND_INTERNAL,
             start_ms,
-            end_ms,
-            attributes: vec![
+            end_ms: end_ms.max(start_ms),
+            attributes: &[
                 Attribute::Flag("faas.coldstart", true),
-                Attribute::Text("faas.init.type", kind.to_string()),
+                Attribute::Text("faas.init.type", kind),
             ],
             error: None,
-        })
+        }
+        .write(&mut self.request.on(out));
+        true
     }
 }
 
-/// The platform's own spans in a record, as (name, start ms, duration ms).
-fn children(record: &PlatformRecord) -> Vec<(String, i64, f64)> {
-    let Some(spans) = &record.spans.0 else {
-        return Vec::new();
-    };
-    spans
-        .iter()
-        .filter_map(|s| {
-            let name = s.name.0.as_deref()?.to_string();
-            let start = time_ms(s.start.0.as_deref())?;
-            Some((name, start, s.duration_ms.0.filter(|d| *d >= 0.0)?))
-        })
-        .collect()
+/// The tag of an invocation's children: a hash of its request id. Two ids that collide would
+/// share children; FNV-1a over 64 bits makes that as likely as two UUIDs colliding at random.
+fn owner(id: &str) -> u64 {
+    super::hash(&[id])
 }
 
 impl Encoder for Traces {
@@ -286,9 +357,9 @@ impl Encoder for Traces {
         matches!(event.kind, Kind::Report | Kind::InitReport)
     }
 
-    fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
-        if let Some(header) = xray {
-            self.invoked.insert(request_id, header.to_string());
+    fn invoked(&mut self, request_id: &str, header: Option<&str>) {
+        if let Some(header) = header {
+            self.invoked.insert(request_id, xray(header));
         }
     }
 
@@ -297,12 +368,7 @@ impl Encoder for Traces {
     }
 
     fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
-        let spans = self.spans(event);
-        let w = &mut self.request.on(out);
-        for span in &spans {
-            span.write(w);
-        }
-        !spans.is_empty()
+        self.spans(event, out)
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
