@@ -5,8 +5,10 @@
 
 use std::borrow::Cow;
 
+use std::fmt;
+
 use serde::Deserialize;
-use serde::de::Deserializer;
+use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A `function`/`extension` record: a JSON string (text log format) or any other JSON value
@@ -31,6 +33,82 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <&'de RawValue>::deserialize(deserializer)?;
         Ok(Lenient(serde_json::from_str(raw.get()).ok()))
+    }
+}
+
+/// A string field that is `None` when missing, `null` or not a string. Read in one pass and
+/// borrowed from the JSON text unless it has escapes: [`Lenient`] of a `Cow` would go through
+/// serde's `Cow`, which always allocates, and that was a `malloc` and a `free` for every string
+/// field of every platform record, for each output that reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LenientStr<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyStr).map(LenientStr)
+    }
+}
+
+/// `json` as a string if it is a JSON string literal, borrowed unless it has escapes.
+pub fn text(json: &str) -> Option<Cow<'_, str>> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let text = deserializer.deserialize_any(AnyStr).ok()?;
+    deserializer.end().ok().and(text)
+}
+
+/// A string, borrowed when it can be; any other JSON value is read through and is `None`.
+pub struct AnyStr;
+
+impl<'de> DeserializeSeed<'de> for AnyStr {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyStr {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 
@@ -63,9 +141,9 @@ pub struct MetricsRecord {
 #[serde(default, rename_all = "camelCase")]
 pub struct Span<'a> {
     #[serde(borrow)]
-    pub name: Lenient<Cow<'a, str>>,
+    pub name: LenientStr<'a>,
     #[serde(borrow)]
-    pub start: Lenient<Cow<'a, str>>,
+    pub start: LenientStr<'a>,
     pub duration_ms: Lenient<f64>,
 }
 
@@ -74,9 +152,9 @@ pub struct Span<'a> {
 #[serde(default, rename_all = "camelCase")]
 pub struct TraceContext<'a> {
     #[serde(borrow)]
-    pub span_id: Lenient<Cow<'a, str>>,
+    pub span_id: LenientStr<'a>,
     #[serde(borrow)]
-    pub value: Lenient<Cow<'a, str>>,
+    pub value: LenientStr<'a>,
 }
 
 /// The union of the platform records' fields we use; which are present depends on the type.
@@ -84,21 +162,21 @@ pub struct TraceContext<'a> {
 #[serde(default, rename_all = "camelCase")]
 pub struct PlatformRecord<'a> {
     #[serde(borrow)]
-    pub request_id: Lenient<Cow<'a, str>>,
+    pub request_id: LenientStr<'a>,
     #[serde(borrow)]
-    pub status: Lenient<Cow<'a, str>>,
+    pub status: LenientStr<'a>,
     #[serde(borrow)]
-    pub error_type: Lenient<Cow<'a, str>>,
+    pub error_type: LenientStr<'a>,
     #[serde(borrow)]
-    pub initialization_type: Lenient<Cow<'a, str>>,
+    pub initialization_type: LenientStr<'a>,
     #[serde(borrow)]
-    pub phase: Lenient<Cow<'a, str>>,
+    pub phase: LenientStr<'a>,
     #[serde(borrow)]
-    pub version: Lenient<Cow<'a, str>>,
+    pub version: LenientStr<'a>,
     #[serde(borrow)]
-    pub function_arn: Lenient<Cow<'a, str>>,
+    pub function_arn: LenientStr<'a>,
     #[serde(borrow)]
-    pub runtime_version: Lenient<Cow<'a, str>>,
+    pub runtime_version: LenientStr<'a>,
     pub metrics: Lenient<MetricsRecord>,
     #[serde(borrow)]
     pub spans: Lenient<Vec<Span<'a>>>,
@@ -106,14 +184,14 @@ pub struct PlatformRecord<'a> {
     pub tracing: Lenient<TraceContext<'a>>,
     /// `platform.extension` / `telemetrySubscription`: the extension's name and state.
     #[serde(borrow)]
-    pub name: Lenient<Cow<'a, str>>,
+    pub name: LenientStr<'a>,
     #[serde(borrow)]
-    pub state: Lenient<Cow<'a, str>>,
+    pub state: LenientStr<'a>,
     /// `platform.logsDropped`.
     pub dropped_records: Lenient<f64>,
     pub dropped_bytes: Lenient<f64>,
     #[serde(borrow)]
-    pub reason: Lenient<Cow<'a, str>>,
+    pub reason: LenientStr<'a>,
 }
 
 #[cfg(test)]
@@ -136,5 +214,29 @@ mod tests {
             let n: Lenient<f64> = serde_json::from_str(text).unwrap();
             assert_eq!(n.whole(), *expected, "{text}");
         }
+    }
+
+    #[test]
+    fn string_fields_borrow_unless_escaped_and_skip_other_values() {
+        let json = r#"{"requestId":{"nested":[1,{"a":"b"}]},"status":"succ\u0065ss",
+            "errorType":"Runtime.Crash","version":[1,2],"phase":null,"name":7}"#;
+        let record: PlatformRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(record.request_id.0, None);
+        assert!(matches!(&record.status.0, Some(Cow::Owned(s)) if s == "success"));
+        assert!(matches!(
+            record.error_type.0,
+            Some(Cow::Borrowed("Runtime.Crash"))
+        ));
+        assert_eq!(
+            (record.version.0, record.phase.0, record.name.0),
+            (None, None, None)
+        );
+        assert_eq!(text(r#""a\"b""#).as_deref(), Some("a\"b"));
+        assert_eq!(text("12"), None);
+        assert_eq!(
+            text(r#""a" x"#),
+            None,
+            "trailing text is not a string literal"
+        );
     }
 }

@@ -13,6 +13,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
 use super::wire::{Field, Writer};
+use crate::telemetry::record::AnyStr;
 
 pub const STRING_VALUE: Field = Field("stringValue", 1);
 const BOOL_VALUE: Field = Field("boolValue", 2);
@@ -140,12 +141,25 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.message(KVLIST_VALUE, |w| {
             w.list(VALUES, |w| {
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key_seed(Key)? {
                     key_value(&key, w, |w| map.next_value_seed(AnyValue(w)))?;
                 }
                 Ok(())
             })
         })
+    }
+}
+
+/// An object's key, borrowed from the JSON text unless it has escapes (serde's own `Cow`
+/// always allocates, and that was a `malloc` and a `free` for every key of every record).
+pub struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        AnyStr
+            .deserialize(deserializer)?
+            .ok_or_else(|| D::Error::custom("a key that is not a string"))
     }
 }
 

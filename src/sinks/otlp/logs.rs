@@ -222,9 +222,9 @@ impl<'de> Visitor<'de> for Fields<'_, '_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Extracted<'de>, A::Error> {
         let mut extracted = Extracted::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(any_value::Key)? {
             let raw: &'de RawValue = map.next_value()?;
-            let text = || serde_json::from_str::<Cow<'de, str>>(raw.get()).ok();
+            let text = || crate::telemetry::record::text(raw.get());
             match key.as_ref() {
                 "message" | "msg" if !extracted.message => {
                     extracted.message = true;
