@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
-use super::wire::{Field, Writer};
+use super::wire::{Field, Room, Writer};
 use crate::telemetry::record::AnyStr;
 
 pub const STRING_VALUE: Field = Field("stringValue", 1);
@@ -33,7 +33,9 @@ struct AnyValue<'w, 'a>(&'w mut Writer<'a>);
 pub fn write(field: Field, json: &str, w: &mut Writer) {
     let mark = w.mark();
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    let read = w.message(field, |w| AnyValue(w).deserialize(&mut deserializer));
+    let read = w.message_in(field, Room::Record, |w| {
+        AnyValue(w).deserialize(&mut deserializer)
+    });
     if read.is_err() {
         w.reset(mark);
         string_value(field, json, w);
@@ -130,7 +132,7 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.message(ARRAY_VALUE, |w| {
+        self.0.message_in(ARRAY_VALUE, Room::Record, |w| {
             w.list(VALUES, |w| {
                 while seq.next_element_seed(Element(&mut *w))?.is_some() {}
                 Ok(())
@@ -139,7 +141,7 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.message(KVLIST_VALUE, |w| {
+        self.0.message_in(KVLIST_VALUE, Room::Record, |w| {
             w.list(VALUES, |w| {
                 while let Some(key) = map.next_key_seed(Key)? {
                     key_value(&key, w, |w| map.next_value_seed(AnyValue(w)))?;

@@ -19,7 +19,7 @@ pub mod wire;
 pub mod wire_check;
 
 use any_value::{int_attribute, string_attribute};
-use wire::{Encoding, Field, State, Writer};
+use wire::{Encoding, Field, Room, State, Writer};
 
 use crate::config::Config;
 use crate::telemetry::echo::fnv1a;
@@ -126,13 +126,13 @@ impl Common {
     /// Opens a request up to its list of items; [`Writer::end`] closes it.
     fn open(&self, envelope: &Envelope, w: &mut Writer) {
         w.begin();
-        w.open_list(envelope.resources);
+        w.open_list_in(envelope.resources, Room::Envelope);
         w.open_item();
         w.splice_fields(&self.resource);
-        w.open_list(envelope.scopes);
+        w.open_list_in(envelope.scopes, Room::Envelope);
         w.open_item();
         w.splice_fields(&self.scope);
-        w.open_list(envelope.items);
+        w.open_list_in(envelope.items, Room::Record);
     }
 }
 

@@ -5,8 +5,11 @@
 //! (lowerCamelCase names, 64-bit integers as decimal strings, enums as integers, ids as hex);
 //! protobuf is the wire format written by hand: it is small and fixed (varints, fixed64s and
 //! length-delimited fields), so no crate and no generated code. A nested message's length is
-//! known only when it ends: a one-byte placeholder is written and patched at its close, and
-//! only a message of 128 bytes or more moves its content to make room for a longer varint.
+//! known only when it ends: a placeholder is written and patched at its close. Its size is
+//! what the message usually needs (one byte by default; two for a record, three for the
+//! envelope's outer messages, see [`Room`]), so content rarely moves: a shorter length moves
+//! the content down (a forward copy), and a longer one, rare, copies it out and back rather
+//! than move it up in place, which musl's `memmove` does a byte at a time.
 //!
 //! A [`Writer`] pairs the output buffer with the [`State`] that says what is open; the state
 //! lives in the encoder, so a request can be opened, filled and closed across several calls.
@@ -39,13 +42,26 @@ struct Frame {
 }
 
 /// The request itself, a piece written apart, a nested message whose content starts at the
-/// offset (after its length placeholder), or a repeated field.
+/// offset (after its length placeholder of `room` bytes), or a repeated field whose elements
+/// get placeholders of `room` bytes.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Root,
     Fragment,
-    Nested { start: usize },
-    List { field: Field },
+    Nested { start: usize, room: Room },
+    List { field: Field, room: Room },
+}
+
+/// Bytes reserved for a nested message's length: the length's varint fits in one byte below
+/// 128, two below 16 KiB, three below 2 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Attributes, values: most are short.
+    Small = 1,
+    /// A log record, a span, a metric, a structured body.
+    Record = 2,
+    /// The envelope's resource and scope messages, which hold a whole request.
+    Envelope = 3,
 }
 
 impl Kind {
@@ -96,7 +112,13 @@ impl State {
     pub fn list_fragment(encoding: Encoding, field: Field) -> State {
         State {
             encoding,
-            frames: vec![Kind::List { field }.open()],
+            frames: vec![
+                Kind::List {
+                    field,
+                    room: Room::Small,
+                }
+                .open(),
+            ],
         }
     }
 
@@ -170,37 +192,43 @@ impl Writer<'_> {
         }
     }
 
-    /// Opens a message-valued field of the open message.
-    pub fn open(&mut self, field: Field) {
+    /// Opens a message-valued field of the open message, with `room` for its length.
+    pub fn open_in(&mut self, field: Field, room: Room) {
         self.key(field, LEN);
-        self.push_nested();
+        self.push_nested(room);
     }
 
     /// Opens the next element of the open repeated field.
     pub fn open_item(&mut self) {
         if self.json() {
             self.comma();
-        } else if let Some(Kind::List { field }) = self.state.frames.last().map(|f| f.kind) {
+        } else if let Some(Kind::List { field, room }) = self.state.frames.last().map(|f| f.kind) {
             self.key(field, LEN);
+            return self.push_nested(room);
         }
-        self.push_nested();
+        self.push_nested(Room::Small);
     }
 
-    fn push_nested(&mut self) {
+    fn push_nested(&mut self, room: Room) {
         if self.json() {
             self.out.push(b'{');
         } else {
-            self.out.push(0);
+            // Byte by byte: a copy of a few bytes would be a call to musl's slow memcpy.
+            for _ in 0..room as u8 {
+                self.out.push(0);
+            }
         }
         let start = self.out.len();
-        self.state.frames.push(Kind::Nested { start }.open());
+        self.state.frames.push(Kind::Nested { start, room }.open());
     }
 
     /// Closes the open message.
     pub fn close(&mut self) {
         let json = self.json();
         match self.state.frames.pop().map(|f| f.kind) {
-            Some(Kind::Nested { start }) if !json => patch_length(self.out, start),
+            Some(Kind::Nested { start, room }) if !json => {
+                patch_length(self.out, start, room as usize)
+            }
             Some(Kind::Nested { .. } | Kind::Root) if json => self.out.push(b'}'),
             _ => {}
         }
@@ -208,11 +236,16 @@ impl Writer<'_> {
 
     /// Opens a repeated message field: [`open_item`](Self::open_item) for each element.
     pub fn open_list(&mut self, field: Field) {
+        self.open_list_in(field, Room::Small);
+    }
+
+    /// Opens a repeated message field whose elements are usually long (see [`Room`]).
+    pub fn open_list_in(&mut self, field: Field, room: Room) {
         if self.json() {
             self.key(field, LEN);
             self.out.push(b'[');
         }
-        self.state.frames.push(Kind::List { field }.open());
+        self.state.frames.push(Kind::List { field, room }.open());
     }
 
     pub fn close_list(&mut self) {
@@ -226,7 +259,12 @@ impl Writer<'_> {
 
     /// A message-valued field, written by `f`.
     pub fn message<R>(&mut self, field: Field, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.open(field);
+        self.message_in(field, Room::Small, f)
+    }
+
+    /// A message-valued field that is usually long (see [`Room`]), written by `f`.
+    pub fn message_in<R>(&mut self, field: Field, room: Room, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.open_in(field, room);
         let r = f(self);
         self.close();
         r
@@ -268,12 +306,14 @@ impl Writer<'_> {
             return;
         }
         // Unescaped straight into the field, its length patched after, as for a message.
+        // The literal is at least as long as its text: its length's room always suffices.
         self.key(field, LEN);
-        self.out.push(0);
-        let start = self.out.len();
         let inner = open_literal.strip_prefix('"').unwrap_or(open_literal);
+        let room = varint_len(inner.len() as u64);
+        self.out.extend_from_slice(&[0; 10][..room]);
+        let start = self.out.len();
         crate::telemetry::text::unescape_into(inner, self.out);
-        patch_length(self.out, start);
+        patch_length(self.out, start, room);
     }
 
     /// A `bytes` id (trace or span): lowercase hex in JSON, as OTLP's JSON mapping says.
@@ -477,27 +517,44 @@ fn varint(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
+/// Bytes of `value` as a varint.
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// Writes the length of the message whose content starts at `start` into its placeholder
-/// (the byte before `start`), widening it when the length needs more than one byte.
-fn patch_length(out: &mut Vec<u8>, start: usize) {
-    let mut len = out.len().saturating_sub(start) as u64;
+/// (the `room` bytes before `start`). A shorter length moves the content down; a longer one
+/// copies the content out and back after the wider length.
+fn patch_length(out: &mut Vec<u8>, start: usize, room: usize) {
+    let len = out.len().saturating_sub(start);
     let mut bytes = [0u8; 10];
     let mut n = 0;
+    let mut rest = len as u64;
     while let Some(byte) = bytes.get_mut(n) {
         n += 1;
-        if len < 0x80 {
-            *byte = len as u8;
+        if rest < 0x80 {
+            *byte = rest as u8;
             break;
         }
-        *byte = (len as u8 & 0x7f) | 0x80;
-        len >>= 7;
+        *byte = (rest as u8 & 0x7f) | 0x80;
+        rest >>= 7;
     }
-    let Some(placeholder) = start.checked_sub(1).and_then(|i| out.get_mut(i)) else {
+    let (Some(at), Some(bytes)) = (start.checked_sub(room), bytes.get(..n)) else {
         return;
     };
-    *placeholder = bytes[0];
-    if let Some(rest) = bytes.get(1..n).filter(|r| !r.is_empty()) {
-        out.splice(start..start, rest.iter().copied());
+    if n <= room {
+        if let Some(slot) = out.get_mut(at..at + n) {
+            slot.copy_from_slice(bytes);
+        }
+        if n < room {
+            out.copy_within(start.., at + n);
+            out.truncate(at + n + len);
+        }
+    } else {
+        let content = out.split_off(start);
+        out.truncate(at);
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(&content);
     }
 }
 
@@ -557,6 +614,44 @@ mod tests {
         // 0x12, len 303 as a varint (0xaf 0x02), then 0x0a, 300 (0xac 0x02), the text.
         assert_eq!(&proto[..5], &[0x12, 0xaf, 0x02, 0x0a, 0xac]);
         assert_eq!(proto.len(), 3 + 3 + 300);
+    }
+
+    #[test]
+    fn lengths_are_minimal_whatever_room_was_kept() {
+        for room in [Room::Small, Room::Record, Room::Envelope] {
+            for size in [0, 5, 127, 128, 300, 16_383, 16_384, 40_000] {
+                let text = "y".repeat(size);
+                let (_, proto) = both(|w| {
+                    w.message_in(INNER, room, |w| w.string(NAME, &text));
+                });
+                // The string's own tag and length, then the text: what the message holds.
+                let content = 1 + varint_len(size as u64) + size;
+                let mut expected = vec![0x12];
+                varint(content as u64, &mut expected);
+                expected.push(0x0a);
+                varint(size as u64, &mut expected);
+                expected.extend_from_slice(text.as_bytes());
+                assert!(proto == expected, "room {room:?}, {size} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unescaped_literal_shorter_than_its_room_moves_down_or_not() {
+        // 130 escapes of one character stand for 130 bytes written in 260: room for two.
+        let literal = format!("\"{}", "\\\\".repeat(130));
+        let (_, proto) = both(|w| w.string_literal(NAME, &literal));
+        assert_eq!(&proto[..3], &[0x0a, 0x82, 0x01]);
+        assert_eq!(proto.len(), 3 + 130);
+        let literal = format!("\"{}", "\\n".repeat(70));
+        let (_, proto) = both(|w| w.string_literal(NAME, &literal));
+        assert_eq!(
+            &proto[..2],
+            &[0x0a, 70],
+            "140 bytes of literal, 70 of text: one byte"
+        );
+        assert_eq!(proto.len(), 2 + 70);
+        assert!(proto[2..].iter().all(|b| *b == b'\n'));
     }
 
     #[test]
