@@ -61,11 +61,16 @@ struct PartialBody {
 
 /// The `partial_success` of an OTLP/HTTP answer in the encoding `content_type` names (the
 /// answer's own, as the specification asks servers to answer in the request's encoding).
+/// An answer of another type (a proxy's `text/plain` "ok", an HTML error page) carries none.
 pub fn partial_success(content_type: &str, body: &[u8]) -> Option<Partial> {
-    if content_type.starts_with("application/x-protobuf") {
+    if body.is_empty() {
+        None
+    } else if content_type.starts_with("application/x-protobuf") {
         partial_protobuf(body)
-    } else {
+    } else if content_type.starts_with("application/json") {
         partial_json(body)
+    } else {
+        None
     }
 }
 
@@ -231,6 +236,16 @@ mod tests {
             ],
         ] {
             assert_eq!(partial_success(protobuf, body), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn only_otlp_answers_carry_a_partial_success() {
+        let json = br#"{"partialSuccess":{"rejectedSpans":"2"}}"#;
+        let got = partial_success("application/json; charset=utf-8", json);
+        assert_eq!(got.map(|p| p.rejected), Some(2));
+        for content_type in ["text/plain", "text/html", ""] {
+            assert_eq!(partial_success(content_type, json), None, "{content_type}");
         }
     }
 

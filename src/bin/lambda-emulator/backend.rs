@@ -143,6 +143,7 @@ fn serve(
         };
         let mut record = request;
         let protobuf = record["headers"]["content-type"] == "application/x-protobuf";
+        let json = record["headers"]["content-type"] == "application/json";
         record["status"] = json!(status);
         record["at_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         requests
@@ -181,6 +182,15 @@ fn serve(
                 )
                 .into_bytes(),
             ),
+            // What collectors answer: an empty Export*ServiceResponse in the request's
+            // encoding; NDJSON gets a plain "ok".
+            _ if protobuf => (
+                "Content-Type: application/x-protobuf\r\n".to_string(),
+                Vec::new(),
+            ),
+            _ if json => {
+                ("Content-Type: application/json\r\n".to_string(), b"{}".to_vec())
+            }
             _ => ("Content-Type: text/plain\r\n".to_string(), b"ok".to_vec()),
         };
         let mut answer = format!(
