@@ -292,7 +292,7 @@ impl Writer<'_> {
             quoted(text, self.out);
         } else {
             varint(text.len() as u64, &mut *self.out);
-            self.out.extend_from_slice(text.as_bytes());
+            put(self.out, text.as_bytes());
         }
     }
 
@@ -329,7 +329,7 @@ impl Writer<'_> {
             self.out.push(b'"');
         } else {
             varint(id.len() as u64, &mut *self.out);
-            self.out.extend_from_slice(id);
+            put(self.out, id);
         }
     }
 
@@ -349,7 +349,7 @@ impl Writer<'_> {
         if self.json() {
             self.decimal_string(value);
         } else {
-            self.out.extend_from_slice(&bytes);
+            self.out.extend(bytes);
         }
     }
 
@@ -389,7 +389,7 @@ impl Writer<'_> {
         if self.json() {
             json_double(value, self.out);
         } else {
-            self.out.extend_from_slice(&value.to_le_bytes());
+            self.out.extend(value.to_le_bytes());
         }
     }
 
@@ -429,7 +429,7 @@ impl Writer<'_> {
         } else {
             varint(values.len() as u64 * 8, &mut *self.out);
             for v in values {
-                self.out.extend_from_slice(&bytes(*v));
+                self.out.extend(bytes(*v));
             }
         }
     }
@@ -501,6 +501,16 @@ fn json_double(value: f64, out: &mut Vec<u8>) {
             "-Infinity"
         };
         quoted(text, out);
+    }
+}
+
+/// Appends `bytes`; a short run byte by byte, as a copy of a few bytes is a call to musl's
+/// `memcpy`, whose start costs more than the copy.
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() <= 32 {
+        out.extend(bytes.iter().copied());
+    } else {
+        out.extend_from_slice(bytes);
     }
 }
 
