@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
-use super::wire::{Field, Room, Writer};
+use super::wire::{Field, Room, Writer, len_field, varint_len};
 use crate::telemetry::record::AnyStr;
 
 pub const STRING_VALUE: Field = Field("stringValue", 1);
@@ -56,19 +56,37 @@ pub fn key_value<R>(key: &str, w: &mut Writer, value: impl FnOnce(&mut Writer) -
     })
 }
 
+/// An element of a repeated `KeyValue` field whose value is a scalar `AnyValue` of `len`
+/// protobuf bytes, which `value` writes: both lengths are known, so nothing is patched.
+fn scalar_key_value(key: &str, len: usize, w: &mut Writer, value: impl FnOnce(&mut Writer)) {
+    w.item_exact(len_field(key.len()) + len_field(len), |w| {
+        w.string(KEY, key);
+        w.message_exact(VALUE, len, value);
+    });
+}
+
 /// A string attribute.
 pub fn string_attribute(key: &str, text: &str, w: &mut Writer) {
-    key_value(key, w, |w| w.string(STRING_VALUE, text));
+    scalar_key_value(key, len_field(text.len()), w, |w| {
+        w.string(STRING_VALUE, text)
+    });
 }
 
 /// An integer attribute.
 pub fn int_attribute(key: &str, n: i64, w: &mut Writer) {
-    key_value(key, w, |w| w.int64(INT_VALUE, n));
+    // A negative int64 is ten bytes, as `Writer::int64` writes it.
+    let len = 1 + varint_len(n as u64);
+    scalar_key_value(key, len, w, |w| w.int64(INT_VALUE, n));
 }
 
 /// A boolean attribute.
 pub fn bool_attribute(key: &str, b: bool, w: &mut Writer) {
-    key_value(key, w, |w| w.boolean(BOOL_VALUE, b));
+    scalar_key_value(key, 2, w, |w| w.boolean(BOOL_VALUE, b));
+}
+
+/// A number attribute that is not an integer.
+fn double_attribute(key: &str, x: f64, w: &mut Writer) {
+    scalar_key_value(key, 9, w, |w| w.double(DOUBLE_VALUE, x));
 }
 
 /// A JSON value as an attribute.
@@ -144,7 +162,7 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
         self.0.message_in(KVLIST_VALUE, Room::Record, |w| {
             w.list(VALUES, |w| {
                 while let Some(key) = map.next_key_seed(Key)? {
-                    key_value(&key, w, |w| map.next_value_seed(AnyValue(w)))?;
+                    map.next_value_seed(Entry { key: &key, w })?;
                 }
                 Ok(())
             })
@@ -165,6 +183,72 @@ impl<'de> DeserializeSeed<'de> for Key {
     }
 }
 
+/// A `KeyValue` item of the open `values` list, for the JSON value it reads: a scalar in one
+/// go, an object or an array through [`AnyValue`].
+struct Entry<'k, 'w, 'a> {
+    key: &'k str,
+    w: &'w mut Writer<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for Entry<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entry<'_, '_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: Error>(self, v: bool) -> Result<(), E> {
+        bool_attribute(self.key, v, self.w);
+        Ok(())
+    }
+
+    fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
+        int_attribute(self.key, v, self.w);
+        Ok(())
+    }
+
+    fn visit_u64<E: Error>(self, v: u64) -> Result<(), E> {
+        match i64::try_from(v) {
+            Ok(v) => self.visit_i64(v),
+            Err(_) => self.visit_f64(v as f64),
+        }
+    }
+
+    fn visit_f64<E: Error>(self, v: f64) -> Result<(), E> {
+        double_attribute(self.key, v, self.w);
+        Ok(())
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<(), E> {
+        string_attribute(self.key, v, self.w);
+        Ok(())
+    }
+
+    fn visit_unit<E: Error>(self) -> Result<(), E> {
+        scalar_key_value(self.key, 0, self.w, |_| {});
+        Ok(())
+    }
+
+    fn visit_none<E: Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        key_value(self.key, self.w, |w| AnyValue(w).visit_seq(seq))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        key_value(self.key, self.w, |w| AnyValue(w).visit_map(map))
+    }
+}
+
 /// An array element: an `AnyValue` item of the open `values` list.
 struct Element<'w, 'a>(&'w mut Writer<'a>);
 
@@ -182,6 +266,46 @@ mod tests {
     use serde_json::Value;
 
     const BODY: Field = Field("body", 5);
+
+    #[test]
+    fn scalar_key_values_have_the_lengths_the_patched_path_gives() {
+        const ITEMS: Field = Field("items", 9);
+        type Writes<'f> = &'f dyn Fn(&mut Writer);
+        let in_protobuf = |f: Writes| {
+            let mut out = Vec::new();
+            let mut state = State::new(Encoding::Protobuf);
+            let mut w = state.on(&mut out);
+            w.begin();
+            w.list(ITEMS, |w| f(w));
+            w.end();
+            out
+        };
+        let long = "z".repeat(200);
+        let cases: [(&str, Writes); 7] = [
+            ("short", &|w| w.string(STRING_VALUE, "v")),
+            ("long", &|w| w.string(STRING_VALUE, &long)),
+            ("int", &|w| w.int64(INT_VALUE, 300)),
+            ("negative", &|w| w.int64(INT_VALUE, -7)),
+            ("flag", &|w| w.boolean(BOOL_VALUE, true)),
+            ("x", &|w| w.double(DOUBLE_VALUE, 0.25)),
+            ("null", &|_| {}),
+        ];
+        let exact: [Writes; 7] = [
+            &|w| string_attribute("short", "v", w),
+            &|w| string_attribute("long", &long, w),
+            &|w| int_attribute("int", 300, w),
+            &|w| int_attribute("negative", -7, w),
+            &|w| bool_attribute("flag", true, w),
+            &|w| double_attribute("x", 0.25, w),
+            &|w| {
+                let _ = Entry { key: "null", w }.visit_unit::<serde_json::Error>();
+            },
+        ];
+        for ((key, value), exact) in cases.iter().zip(exact) {
+            let patched = in_protobuf(&|w| key_value(key, w, |w| value(w)));
+            assert_eq!(in_protobuf(exact), patched, "{key}");
+        }
+    }
 
     fn any(json: &str) -> Value {
         let mut out = Vec::new();

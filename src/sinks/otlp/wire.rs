@@ -56,6 +56,8 @@ enum Kind {
 /// 128, two below 16 KiB, three below 2 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Room {
+    /// None: the length was known and written when the message opened.
+    Exact = 0,
     /// Attributes, values: most are short.
     Small = 1,
     /// A log record, a span, a metric, a structured body.
@@ -226,7 +228,7 @@ impl Writer<'_> {
     pub fn close(&mut self) {
         let json = self.json();
         match self.state.frames.pop().map(|f| f.kind) {
-            Some(Kind::Nested { start, room }) if !json => {
+            Some(Kind::Nested { start, room }) if !json && room != Room::Exact => {
                 patch_length(self.out, start, room as usize)
             }
             Some(Kind::Nested { .. } | Kind::Root) if json => self.out.push(b'}'),
@@ -237,6 +239,42 @@ impl Writer<'_> {
     /// Opens a repeated message field: [`open_item`](Self::open_item) for each element.
     pub fn open_list(&mut self, field: Field) {
         self.open_list_in(field, Room::Small);
+    }
+
+    /// The next element of the open repeated field, whose protobuf content is `len` bytes
+    /// (the caller counts them, see [`len_field`]), written by `f` without a placeholder.
+    pub fn item_exact<R>(&mut self, len: usize, f: impl FnOnce(&mut Self) -> R) -> R {
+        if self.json() {
+            return self.item(f);
+        }
+        if let Some(Kind::List { field, .. }) = self.state.frames.last().map(|f| f.kind) {
+            self.key(field, LEN);
+        }
+        self.exact(len, f)
+    }
+
+    /// A message-valued field whose protobuf content is `len` bytes, written by `f`.
+    pub fn message_exact<R>(
+        &mut self,
+        field: Field,
+        len: usize,
+        f: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        if self.json() {
+            return self.message(field, f);
+        }
+        self.key(field, LEN);
+        self.exact(len, f)
+    }
+
+    fn exact<R>(&mut self, len: usize, f: impl FnOnce(&mut Self) -> R) -> R {
+        varint(len as u64, &mut *self.out);
+        let start = self.out.len();
+        let room = Room::Exact;
+        self.state.frames.push(Kind::Nested { start, room }.open());
+        let r = f(self);
+        self.close();
+        r
     }
 
     /// Opens a repeated message field whose elements are usually long (see [`Room`]).
@@ -527,8 +565,14 @@ fn varint(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
+/// Protobuf bytes of a length-delimited field numbered below 16 whose content is `len`
+/// bytes: its tag, its length, the content.
+pub fn len_field(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
 /// Bytes of `value` as a varint.
-fn varint_len(value: u64) -> usize {
+pub fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
