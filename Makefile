@@ -2,7 +2,7 @@
 # rustup targets and components, Debian packages, and AWS's RIE from the aws-sam-cli wheel.
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
-.PHONY: run test fuzz layer bench clean tools musl-x86 musl-arm rie pydeps compare-init compare-init-usage
+.PHONY: run test fuzz layer bench bench-encode clean tools musl-x86 musl-arm rie pydeps compare-init compare-init-usage
 
 X86 := x86_64-unknown-linux-musl
 ARM := aarch64-unknown-linux-musl
@@ -121,6 +121,12 @@ bench: layer
 	  --fixture tests/fixtures/ondemand-warm-invokes.json \
 	  --size $(X86_BIN) --size $(SLIM_BIN) --size $(ARM_BIN) --size target/$(X86)/release/baseline-extension \
 	  --size $(LAYER)/telemetry-relay-x86_64.zip --size $(LAYER)/telemetry-relay-arm64.zip
+	$(MAKE) --no-print-directory bench-encode
+
+# Encoding cost per event and signal, in the release musl build (src/delivery/cost_bench.rs).
+bench-encode: musl-x86
+	@cargo test --quiet --release --target $(X86) --bin telemetry-relay encoding_cost \
+	  -- --ignored --nocapture 2>&1 | sed -n '/^OTLP encoding/,/^| all three | Json/p'
 
 # Init Duration, duration and memory with and without the layer, on a real function
 # (README, "Measure it on your function"). Without LAYER_ARN or LAYER_ZIP it publishes the zip

@@ -19,6 +19,8 @@
 
 mod aggregate;
 mod answer;
+#[cfg(test)]
+mod cost_bench;
 mod gzip;
 mod output;
 mod resolve;
