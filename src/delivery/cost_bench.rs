@@ -94,7 +94,12 @@ fn encoding_cost() {
         events / ROUNDS,
         PER_BODY
     );
+    // `ENCODING=protobuf` (or `json`) measures one, to profile it alone.
+    let only = std::env::var("ENCODING").unwrap_or_default().to_lowercase();
     for encoding in [Encoding::Protobuf, Encoding::Json] {
+        if !only.is_empty() && format!("{encoding:?}").to_lowercase() != only {
+            continue;
+        }
         let mut total = (Duration::ZERO, Duration::ZERO);
         for signal in ["logs", "metrics", "traces"] {
             let mut encoder = encoder(signal, encoding);

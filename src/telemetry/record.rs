@@ -4,12 +4,11 @@
 //! depends on the event type and on the kind of environment (LMI reports are sparse).
 
 use std::borrow::Cow;
-
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 /// A `function`/`extension` record: a JSON string (text log format) or any other JSON value
 /// (JSON log format, delivered verbatim; SPEC.md §6.3). Both hold raw JSON text.
@@ -29,10 +28,108 @@ impl<T> Default for Lenient<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+/// Read in one pass: the value is taken as what `T` can be ([`Shape`]) and read through
+/// otherwise. Reading it apart first (a `RawValue`, then parsing that again) read every
+/// nested object of a platform record twice.
+impl<'de, T: Shape<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(deserializer)?;
-        Ok(Lenient(serde_json::from_str(raw.get()).ok()))
+        deserializer
+            .deserialize_any(ShapeVisitor(std::marker::PhantomData))
+            .map(Lenient)
+    }
+}
+
+/// What a [`Lenient`] field can be made of: a number, an object or an array. What it is not
+/// made of is read through and gives `None`. An object is read by `T`'s own derived code,
+/// whose fields are all lenient, so only broken JSON fails it (and the record with it).
+pub trait Shape<'de>: Sized {
+    fn number(_value: f64) -> Option<Self> {
+        None
+    }
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl Shape<'_> for f64 {
+    fn number(value: f64) -> Option<f64> {
+        Some(value)
+    }
+}
+
+/// Record parts that are objects, read by their derived code from the map already open.
+macro_rules! object_shape {
+    ($($t:ty),*) => {$(
+        impl<'de: 'a, 'a> Shape<'de> for $t {
+            fn object<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+                <$t>::deserialize(MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+    )*};
+}
+object_shape!(Span<'a>, TraceContext<'a>);
+
+impl<'de> Shape<'de> for MetricsRecord {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        MetricsRecord::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+/// A list of spans: its elements that are objects.
+impl<'de: 'a, 'a> Shape<'de> for Vec<Span<'a>> {
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        let mut spans = Vec::new();
+        while let Some(Lenient(span)) = seq.next_element::<Lenient<Span<'a>>>()? {
+            spans.extend(span);
+        }
+        Ok(Some(spans))
+    }
+}
+
+struct ShapeVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(T::number(v))
+    }
+
+    fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(T::number(v as f64))
+    }
+
+    fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(T::number(v as f64))
+    }
+
+    fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::object(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::array(seq)
     }
 }
 
@@ -238,5 +335,32 @@ mod tests {
             None,
             "trailing text is not a string literal"
         );
+    }
+
+    #[test]
+    fn nested_parts_of_the_wrong_shape_are_none_and_the_rest_is_read() {
+        let json = r#"{"metrics":"fast","tracing":[1,{"value":"x"}],"requestId":"r",
+            "spans":[{"name":"a","durationMs":2},7,"b",{"name":{"no":1},"durationMs":"3"}],
+            "droppedRecords":{"n":[1,2]},"droppedBytes":12}"#;
+        let record: PlatformRecord = serde_json::from_str(json).unwrap();
+        assert!(record.metrics.0.is_none() && record.tracing.0.is_none());
+        assert_eq!(record.request_id.0.as_deref(), Some("r"));
+        let spans = record.spans.0.unwrap();
+        assert_eq!(spans.len(), 2, "the two objects, not 7 or \"b\"");
+        assert_eq!(
+            (spans[0].name.0.as_deref(), spans[0].duration_ms.0),
+            (Some("a"), Some(2.0))
+        );
+        assert_eq!(
+            (spans[1].name.0.as_deref(), spans[1].duration_ms.0),
+            (None, None)
+        );
+        assert_eq!(
+            (record.dropped_records.0, record.dropped_bytes.0),
+            (None, Some(12.0))
+        );
+        let broken: Result<PlatformRecord, _> =
+            serde_json::from_str(r#"{"metrics":{"durationMs":}"#);
+        assert!(broken.is_err(), "broken JSON is not a record");
     }
 }
