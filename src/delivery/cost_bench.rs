@@ -27,11 +27,17 @@ fn bodies() -> Vec<Parsed> {
         "{}/tests/fixtures/ondemand-warm-invokes.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let events: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Each event's own text, in the fixture's key order (Lambda's: a record's requestId
+    // first), which a `serde_json::Value` would sort.
+    let text = std::fs::read_to_string(path).unwrap();
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+    let events: Vec<(serde_json::Value, &str)> = raw
+        .iter()
+        .map(|r| (serde_json::from_str(r.get()).unwrap(), r.get()))
+        .collect();
     let ids: Vec<String> = events
         .iter()
-        .filter_map(|e| e["record"]["requestId"].as_str().map(str::to_string))
+        .filter_map(|(e, _)| e["record"]["requestId"].as_str().map(str::to_string))
         .fold(Vec::new(), |mut ids, id| {
             if !ids.contains(&id) {
                 ids.push(id);
@@ -40,13 +46,13 @@ fn bodies() -> Vec<Parsed> {
         });
     let invocation: Vec<String> = events
         .iter()
-        .filter(|e| {
+        .filter(|(e, _)| {
             !e["type"]
                 .as_str()
                 .unwrap_or_default()
                 .starts_with("platform.init")
         })
-        .map(|e| e.to_string())
+        .map(|(_, text)| text.to_string())
         .collect();
     let mut n = 0;
     (0..BODIES)
