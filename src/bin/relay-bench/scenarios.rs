@@ -136,7 +136,8 @@ pub fn throughput(args: &Args) -> Result<(), String> {
 
 /// OTLP's cost: bytes on the wire per event with and without gzip, and the extension's CPU
 /// with all three signals against stdout only, over a short and a long run (the marginal
-/// CPU per invocation is their difference over the extra invocations). Median of 3 runs.
+/// CPU per invocation is their difference over the extra invocations). Medians of
+/// [`ROUNDS`] rounds, the modes interleaved in each.
 pub fn otlp_cost(args: &Args) -> Result<(), String> {
     let otlp = [
         "--backend",
@@ -163,21 +164,23 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
     println!(
         "\nOTLP cost (logs, metrics and traces), median of {ROUNDS} rounds, the modes \
          interleaved in each:\n\n| mode | bytes on the wire per event | of the uncompressed | \
-         CPU, 20 invocations, ms | CPU per extra invocation (200 − 20), ms |\n|---|---|---|---|---|"
+         CPU, {SHORT} invocations, ms | CPU per extra invocation ({LONG} − {SHORT}), ms |\n\
+         |---|---|---|---|---|"
     );
     // Samples per mode: CPU of the short and the long run, bytes per event and ratio.
     let mut samples: Vec<[Vec<f64>; 4]> = modes.iter().map(|_| Default::default()).collect();
     for _ in 0..ROUNDS {
         for ((i, (_, extra)), sample) in modes.iter().enumerate().zip(&mut samples) {
-            for (invokes, slot) in [("20", 0), ("200", 1)] {
-                let run: Vec<&str> = ["--invokes", invokes]
+            for (invokes, slot) in [(SHORT, 0), (LONG, 1)] {
+                let invokes = invokes.to_string();
+                let run: Vec<&str> = ["--invokes", &invokes]
                     .iter()
                     .chain(extra)
                     .copied()
                     .collect();
                 let report = emulate(&args.emulator, &args.relay, &run)?;
                 sample[slot].extend(report["cpu_ms"].as_f64());
-                if invokes == "200" && i > 0 {
+                if slot == 1 && i > 0 {
                     let (per_event, ratio) = wire_bytes(&report);
                     sample[2].push(per_event);
                     sample[3].push(ratio);
@@ -190,7 +193,7 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
         modes.iter().zip(&mut samples).enumerate()
     {
         let short_ms = percentile(short, 0.5).unwrap_or(0.0);
-        let marginal = (percentile(long, 0.5).unwrap_or(0.0) - short_ms) / 180.0;
+        let marginal = (percentile(long, 0.5).unwrap_or(0.0) - short_ms) / (LONG - SHORT) as f64;
         if i == 0 {
             base = (short_ms, marginal);
         }
@@ -214,6 +217,11 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
 
 /// Rounds of the OTLP cost comparison.
 const ROUNDS: usize = 5;
+/// Invocations of its short and long runs. The long one is long so that the CPU per extra
+/// invocation is a difference of large numbers: over 200 − 20 it moved by a third between
+/// runs of the same commit.
+const SHORT: usize = 20;
+const LONG: usize = 1000;
 
 /// Bytes on the wire per event, and their ratio to the uncompressed content, of one run.
 fn wire_bytes(report: &Value) -> (f64, f64) {
