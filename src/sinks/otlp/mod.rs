@@ -186,29 +186,37 @@ fn span_id(parts: &[&str]) -> SpanId {
 }
 
 /// X-Ray `Root=1-5e1b4151-5ac6c58fbd3c1e4c48b2c1f0;Parent=…;Sampled=1` → (trace id, parent).
+/// Read three times per invocation (the INVOKE, and the start in traces and in logs), so
+/// without a copy: the root's dashes are skipped as its digits are read.
 fn xray(value: &str) -> (Option<TraceId>, Option<SpanId>) {
     let field = |name: &str| value.split(';').find_map(|p| p.trim().strip_prefix(name));
-    let trace = field("Root=").and_then(|root| {
-        let hex: String = root.strip_prefix("1-")?.split('-').collect();
-        from_hex(&hex)
-    });
+    let trace = field("Root=")
+        .and_then(|root| root.strip_prefix("1-"))
+        .and_then(|root| hex_digits(root.bytes().filter(|b| *b != b'-')));
     (trace, field("Parent=").and_then(from_hex))
 }
 
 /// Exactly `2 * N` hex digits as bytes.
 fn from_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
-    if hex.len() != 2 * N {
-        return None;
-    }
+    hex_digits(hex.bytes())
+}
+
+/// Exactly `2 * N` hex digits as bytes, from `digits`.
+fn hex_digits<const N: usize>(digits: impl Iterator<Item = u8>) -> Option<[u8; N]> {
     let mut bytes = [0u8; N];
-    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let digits = std::str::from_utf8(pair).ok()?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(digits, 16).ok()?;
+    let mut n = 0;
+    for digit in digits {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => return None,
+        };
+        let byte = bytes.get_mut(n / 2)?;
+        *byte = *byte << 4 | nibble;
+        n += 1;
     }
-    Some(bytes)
+    (n == 2 * N).then_some(bytes)
 }
 
 /// A trace id for an invocation without X-Ray context, derived from its request id.
@@ -231,6 +239,11 @@ mod tests {
         assert_eq!(parent, Some(0xa14a_f272_1e10_2a9f_u64.to_be_bytes()));
         assert_eq!(xray("Root=garbage;Parent=a14af2721e102a9g"), (None, None));
         assert_eq!(from_hex::<2>("0a"), None);
+        assert_eq!(from_hex::<1>("0A"), Some([10]));
+        assert_eq!(from_hex::<1>("0a0"), None, "one digit too many");
+        assert_eq!(from_hex::<1>("+a"), None);
+        let dashed = xray("Root=1-69b52883-1e685f6e-5413b0143f9b2a07").0;
+        assert_eq!(dashed, from_hex("69b528831e685f6e5413b0143f9b2a07"));
         assert_ne!(trace_id("r"), trace_id("s"));
     }
 
