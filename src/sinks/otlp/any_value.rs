@@ -26,15 +26,77 @@ const VALUES: Field = Field("values", 1);
 const KEY: Field = Field("key", 1);
 const VALUE: Field = Field("value", 2);
 
-/// Writes the content of an `AnyValue` (its one set field) for the JSON value it reads.
-struct AnyValue<'w, 'a>(&'w mut Writer<'a>);
+/// Writes, for the JSON value it reads, the content of an `AnyValue` (its one set field), or
+/// with a `key` a whole `KeyValue` item of the open `values` list: a scalar's in one go, its
+/// lengths counted up front ([`Scalar`]), an object's or an array's through the content.
+struct AnyValue<'k, 'w, 'a> {
+    w: &'w mut Writer<'a>,
+    key: Option<&'k str>,
+}
+
+impl<'k, 'w, 'a> AnyValue<'k, 'w, 'a> {
+    fn content(w: &'w mut Writer<'a>) -> Self {
+        AnyValue { w, key: None }
+    }
+
+    fn entry(key: &'k str, w: &'w mut Writer<'a>) -> Self {
+        AnyValue { w, key: Some(key) }
+    }
+
+    fn scalar(self, value: Scalar) {
+        match self.key {
+            Some(key) => scalar_key_value(key, value, self.w),
+            None => value.write(self.w),
+        }
+    }
+
+    /// An object or an array, written by `f` as the content of an `AnyValue`.
+    fn nested<R>(self, f: impl FnOnce(&mut Writer) -> R) -> R {
+        match self.key {
+            Some(key) => key_value(key, self.w, f),
+            None => f(self.w),
+        }
+    }
+}
+
+/// A scalar `AnyValue`: its one set field, and that field's length in protobuf.
+enum Scalar<'a> {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Str(&'a str),
+    Null,
+}
+
+impl Scalar<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Scalar::Bool(_) => 2,
+            // A negative int64 is ten bytes, as `Writer::int64` writes it.
+            Scalar::Int(n) => 1 + varint_len(*n as u64),
+            Scalar::Double(_) => 9,
+            Scalar::Str(text) => len_field(text.len()),
+            Scalar::Null => 0,
+        }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        match self {
+            Scalar::Bool(b) => w.boolean(BOOL_VALUE, *b),
+            Scalar::Int(n) => w.int64(INT_VALUE, *n),
+            Scalar::Double(x) => w.double(DOUBLE_VALUE, *x),
+            Scalar::Str(text) => w.string(STRING_VALUE, text),
+            Scalar::Null => {}
+        }
+    }
+}
 
 /// `field` as the `AnyValue` of `json`; invalid JSON is kept as a `stringValue` of its text.
 pub fn write(field: Field, json: &str, w: &mut Writer) {
     let mark = w.mark();
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let read = w.message_in(field, Room::Record, |w| {
-        AnyValue(w).deserialize(&mut deserializer)
+        AnyValue::content(w).deserialize(&mut deserializer)
     });
     if read.is_err() {
         w.reset(mark);
@@ -56,58 +118,50 @@ pub fn key_value<R>(key: &str, w: &mut Writer, value: impl FnOnce(&mut Writer) -
     })
 }
 
-/// An element of a repeated `KeyValue` field whose value is a scalar `AnyValue` of `len`
-/// protobuf bytes, which `value` writes: both lengths are known, so nothing is patched.
-fn scalar_key_value(key: &str, len: usize, w: &mut Writer, value: impl FnOnce(&mut Writer)) {
+/// An element of a repeated `KeyValue` field whose value is a scalar: both lengths are
+/// known, so nothing is patched.
+fn scalar_key_value(key: &str, value: Scalar, w: &mut Writer) {
+    let len = value.len();
     w.item_exact(len_field(key.len()) + len_field(len), |w| {
         w.string(KEY, key);
-        w.message_exact(VALUE, len, value);
+        w.message_exact(VALUE, len, |w| value.write(w));
     });
 }
 
 /// A string attribute.
 pub fn string_attribute(key: &str, text: &str, w: &mut Writer) {
-    scalar_key_value(key, len_field(text.len()), w, |w| {
-        w.string(STRING_VALUE, text)
-    });
+    scalar_key_value(key, Scalar::Str(text), w);
 }
 
 /// An integer attribute.
 pub fn int_attribute(key: &str, n: i64, w: &mut Writer) {
-    // A negative int64 is ten bytes, as `Writer::int64` writes it.
-    let len = 1 + varint_len(n as u64);
-    scalar_key_value(key, len, w, |w| w.int64(INT_VALUE, n));
+    scalar_key_value(key, Scalar::Int(n), w);
 }
 
 /// A boolean attribute.
 pub fn bool_attribute(key: &str, b: bool, w: &mut Writer) {
-    scalar_key_value(key, 2, w, |w| w.boolean(BOOL_VALUE, b));
-}
-
-/// A number attribute that is not an integer.
-fn double_attribute(key: &str, x: f64, w: &mut Writer) {
-    scalar_key_value(key, 9, w, |w| w.double(DOUBLE_VALUE, x));
+    scalar_key_value(key, Scalar::Bool(b), w);
 }
 
 /// A JSON value as an attribute.
 pub fn json_attribute(key: &str, json: &str, w: &mut Writer) {
     let mark = w.mark();
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    let read = key_value(key, w, |w| AnyValue(w).deserialize(&mut deserializer));
+    let read = AnyValue::entry(key, w).deserialize(&mut deserializer);
     if read.is_err() {
         w.reset(mark);
         string_attribute(key, json, w);
     }
 }
 
-impl<'de> DeserializeSeed<'de> for AnyValue<'_, '_> {
+impl<'de> DeserializeSeed<'de> for AnyValue<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for AnyValue<'_, '_> {
+impl<'de> Visitor<'de> for AnyValue<'_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -115,12 +169,12 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     }
 
     fn visit_bool<E: Error>(self, v: bool) -> Result<(), E> {
-        self.0.boolean(BOOL_VALUE, v);
+        self.scalar(Scalar::Bool(v));
         Ok(())
     }
 
     fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
-        self.0.int64(INT_VALUE, v);
+        self.scalar(Scalar::Int(v));
         Ok(())
     }
 
@@ -132,16 +186,17 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     }
 
     fn visit_f64<E: Error>(self, v: f64) -> Result<(), E> {
-        self.0.double(DOUBLE_VALUE, v);
+        self.scalar(Scalar::Double(v));
         Ok(())
     }
 
     fn visit_str<E: Error>(self, v: &str) -> Result<(), E> {
-        self.0.string(STRING_VALUE, v);
+        self.scalar(Scalar::Str(v));
         Ok(())
     }
 
     fn visit_unit<E: Error>(self) -> Result<(), E> {
+        self.scalar(Scalar::Null);
         Ok(())
     }
 
@@ -150,21 +205,25 @@ impl<'de> Visitor<'de> for AnyValue<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.message_in(ARRAY_VALUE, Room::Record, |w| {
-            w.list(VALUES, |w| {
-                while seq.next_element_seed(Element(&mut *w))?.is_some() {}
-                Ok(())
+        self.nested(|w| {
+            w.message_in(ARRAY_VALUE, Room::Record, |w| {
+                w.list(VALUES, |w| {
+                    while seq.next_element_seed(Element(&mut *w))?.is_some() {}
+                    Ok(())
+                })
             })
         })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.message_in(KVLIST_VALUE, Room::Record, |w| {
-            w.list(VALUES, |w| {
-                while let Some(key) = map.next_key_seed(Key)? {
-                    map.next_value_seed(Entry { key: &key, w })?;
-                }
-                Ok(())
+        self.nested(|w| {
+            w.message_in(KVLIST_VALUE, Room::Record, |w| {
+                w.list(VALUES, |w| {
+                    while let Some(key) = map.next_key_seed(Key)? {
+                        map.next_value_seed(AnyValue::entry(&key, w))?;
+                    }
+                    Ok(())
+                })
             })
         })
     }
@@ -183,79 +242,14 @@ impl<'de> DeserializeSeed<'de> for Key {
     }
 }
 
-/// A `KeyValue` item of the open `values` list, for the JSON value it reads: a scalar in one
-/// go, an object or an array through [`AnyValue`].
-struct Entry<'k, 'w, 'a> {
-    key: &'k str,
-    w: &'w mut Writer<'a>,
-}
-
-impl<'de> DeserializeSeed<'de> for Entry<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Entry<'_, '_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: Error>(self, v: bool) -> Result<(), E> {
-        bool_attribute(self.key, v, self.w);
-        Ok(())
-    }
-
-    fn visit_i64<E: Error>(self, v: i64) -> Result<(), E> {
-        int_attribute(self.key, v, self.w);
-        Ok(())
-    }
-
-    fn visit_u64<E: Error>(self, v: u64) -> Result<(), E> {
-        match i64::try_from(v) {
-            Ok(v) => self.visit_i64(v),
-            Err(_) => self.visit_f64(v as f64),
-        }
-    }
-
-    fn visit_f64<E: Error>(self, v: f64) -> Result<(), E> {
-        double_attribute(self.key, v, self.w);
-        Ok(())
-    }
-
-    fn visit_str<E: Error>(self, v: &str) -> Result<(), E> {
-        string_attribute(self.key, v, self.w);
-        Ok(())
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<(), E> {
-        scalar_key_value(self.key, 0, self.w, |_| {});
-        Ok(())
-    }
-
-    fn visit_none<E: Error>(self) -> Result<(), E> {
-        self.visit_unit()
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        key_value(self.key, self.w, |w| AnyValue(w).visit_seq(seq))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        key_value(self.key, self.w, |w| AnyValue(w).visit_map(map))
-    }
-}
-
 /// An array element: an `AnyValue` item of the open `values` list.
 struct Element<'w, 'a>(&'w mut Writer<'a>);
 
 impl<'de> DeserializeSeed<'de> for Element<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        self.0.item(|w| AnyValue(w).deserialize(deserializer))
+        self.0
+            .item(|w| AnyValue::content(w).deserialize(deserializer))
     }
 }
 
@@ -296,10 +290,8 @@ mod tests {
             &|w| int_attribute("int", 300, w),
             &|w| int_attribute("negative", -7, w),
             &|w| bool_attribute("flag", true, w),
-            &|w| double_attribute("x", 0.25, w),
-            &|w| {
-                let _ = Entry { key: "null", w }.visit_unit::<serde_json::Error>();
-            },
+            &|w| scalar_key_value("x", Scalar::Double(0.25), w),
+            &|w| scalar_key_value("null", Scalar::Null, w),
         ];
         for ((key, value), exact) in cases.iter().zip(exact) {
             let patched = in_protobuf(&|w| key_value(key, w, |w| value(w)));
