@@ -16,6 +16,8 @@
 
 use std::collections::VecDeque;
 
+use crate::telemetry::echo::fnv1a;
+
 /// Entries a per-invocation map holds by default: more than can be pending at once on LMI.
 pub const PENDING_CAP: usize = 256;
 
@@ -87,9 +89,7 @@ impl<V> ByRequest<V> {
 
 /// FNV-1a of an id: cheap, and only a filter before the string comparison.
 fn hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a(id.bytes())
 }
 
 #[cfg(test)]
