@@ -553,16 +553,29 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A base-128 varint.
-fn varint(mut value: u64, out: &mut Vec<u8>) {
+fn varint(value: u64, out: &mut Vec<u8>) {
     if value < 0x80 {
         out.push(value as u8);
         return;
     }
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
+    let (bytes, n) = varint_bytes(value);
+    put(out, bytes.get(..n).unwrap_or_default());
+}
+
+/// `value` as a base-128 varint: its bytes, and how many of them there are.
+fn varint_bytes(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
+    while let Some(byte) = bytes.get_mut(n) {
+        n += 1;
+        if value < 0x80 {
+            *byte = value as u8;
+            break;
+        }
+        *byte = (value as u8 & 0x7f) | 0x80;
         value >>= 7;
     }
-    out.push(value as u8);
+    (bytes, n)
 }
 
 /// Protobuf bytes of a length-delimited field numbered below 16 whose content is `len`
@@ -581,18 +594,7 @@ pub fn varint_len(value: u64) -> usize {
 /// copies the content out and back after the wider length.
 fn patch_length(out: &mut Vec<u8>, start: usize, room: usize) {
     let len = out.len().saturating_sub(start);
-    let mut bytes = [0u8; 10];
-    let mut n = 0;
-    let mut rest = len as u64;
-    while let Some(byte) = bytes.get_mut(n) {
-        n += 1;
-        if rest < 0x80 {
-            *byte = rest as u8;
-            break;
-        }
-        *byte = (rest as u8 & 0x7f) | 0x80;
-        rest >>= 7;
-    }
+    let (bytes, n) = varint_bytes(len as u64);
     let (Some(at), Some(bytes)) = (start.checked_sub(room), bytes.get(..n)) else {
         return;
     };
