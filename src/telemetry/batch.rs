@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::record::{LenientStr, LogRecord, PlatformRecord};
+use super::record::{Lenient, LogRecord, PlatformRecord};
 
 /// The event types we know, plus everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +313,7 @@ impl<'a> Event<'a> {
         #[derive(Deserialize)]
         struct RequestId<'a> {
             #[serde(rename = "requestId", borrow, default)]
-            request_id: LenientStr<'a>,
+            request_id: Lenient<Cow<'a, str>>,
         }
         if self.kind.is_log() {
             return None;

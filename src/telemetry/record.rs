@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, Error, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// A `function`/`extension` record: a JSON string (text log format) or any other JSON value
 /// (JSON log format, delivered verbatim; SPEC.md §6.3). Both hold raw JSON text.
@@ -39,10 +39,13 @@ impl<'de, T: Shape<'de>> Deserialize<'de> for Lenient<T> {
     }
 }
 
-/// What a [`Lenient`] field can be made of: a number, an object or an array. What it is not
-/// made of is read through and gives `None`. An object is read by `T`'s own derived code,
-/// whose fields are all lenient, so only broken JSON fails it (and the record with it).
+/// What a [`Lenient`] field can be made of: a string, a number, an object or an array. What
+/// it is not made of is read through and gives `None`. An object is read by `T`'s own derived
+/// code, whose fields are all lenient, so only broken JSON fails it (and the record with it).
 pub trait Shape<'de>: Sized {
+    fn text(_value: Cow<'de, str>) -> Option<Self> {
+        None
+    }
     fn number(_value: f64) -> Option<Self> {
         None
     }
@@ -53,6 +56,15 @@ pub trait Shape<'de>: Sized {
     fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
+    }
+}
+
+/// A string, borrowed from the JSON text unless it has escapes: serde's own `Cow` always
+/// allocates, and that was a `malloc` and a `free` for every string field of every platform
+/// record, for each output that reads it.
+impl<'de: 'a, 'a> Shape<'de> for Cow<'a, str> {
+    fn text(value: Cow<'de, str>) -> Option<Self> {
+        Some(value)
     }
 }
 
@@ -72,13 +84,7 @@ macro_rules! object_shape {
         }
     )*};
 }
-object_shape!(Span<'a>, TraceContext<'a>);
-
-impl<'de> Shape<'de> for MetricsRecord {
-    fn object<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
-        MetricsRecord::deserialize(MapAccessDeserializer::new(map)).map(Some)
-    }
-}
+object_shape!(Span<'a>, TraceContext<'a>, MetricsRecord);
 
 /// A list of spans: its elements that are objects.
 impl<'de: 'a, 'a> Shape<'de> for Vec<Span<'a>> {
@@ -116,8 +122,12 @@ impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
         Ok(None)
     }
 
-    fn visit_str<E: Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(T::text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(T::text(Cow::Owned(v.to_string())))
     }
 
     fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
@@ -133,80 +143,11 @@ impl<'de, T: Shape<'de>> Visitor<'de> for ShapeVisitor<T> {
     }
 }
 
-/// A string field that is `None` when missing, `null` or not a string. Read in one pass and
-/// borrowed from the JSON text unless it has escapes: [`Lenient`] of a `Cow` would go through
-/// serde's `Cow`, which always allocates, and that was a `malloc` and a `free` for every string
-/// field of every platform record, for each output that reads it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LenientStr<'a>(pub Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(AnyStr).map(LenientStr)
-    }
-}
-
 /// `json` as a string if it is a JSON string literal, borrowed unless it has escapes.
 pub fn text(json: &str) -> Option<Cow<'_, str>> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    let text = deserializer.deserialize_any(AnyStr).ok()?;
+    let Lenient(text) = Lenient::deserialize(&mut deserializer).ok()?;
     deserializer.end().ok().and(text)
-}
-
-/// A string, borrowed when it can be; any other JSON value is read through and is `None`.
-pub struct AnyStr;
-
-impl<'de> DeserializeSeed<'de> for AnyStr {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for AnyStr {
-    type Value = Option<Cow<'de, str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_borrowed_str<E: Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_string())))
-    }
-
-    fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
 }
 
 impl Lenient<f64> {
@@ -238,9 +179,9 @@ pub struct MetricsRecord {
 #[serde(default, rename_all = "camelCase")]
 pub struct Span<'a> {
     #[serde(borrow)]
-    pub name: LenientStr<'a>,
+    pub name: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub start: LenientStr<'a>,
+    pub start: Lenient<Cow<'a, str>>,
     pub duration_ms: Lenient<f64>,
 }
 
@@ -249,9 +190,9 @@ pub struct Span<'a> {
 #[serde(default, rename_all = "camelCase")]
 pub struct TraceContext<'a> {
     #[serde(borrow)]
-    pub span_id: LenientStr<'a>,
+    pub span_id: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub value: LenientStr<'a>,
+    pub value: Lenient<Cow<'a, str>>,
 }
 
 /// The union of the platform records' fields we use; which are present depends on the type.
@@ -259,21 +200,21 @@ pub struct TraceContext<'a> {
 #[serde(default, rename_all = "camelCase")]
 pub struct PlatformRecord<'a> {
     #[serde(borrow)]
-    pub request_id: LenientStr<'a>,
+    pub request_id: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub status: LenientStr<'a>,
+    pub status: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub error_type: LenientStr<'a>,
+    pub error_type: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub initialization_type: LenientStr<'a>,
+    pub initialization_type: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub phase: LenientStr<'a>,
+    pub phase: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub version: LenientStr<'a>,
+    pub version: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub function_arn: LenientStr<'a>,
+    pub function_arn: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub runtime_version: LenientStr<'a>,
+    pub runtime_version: Lenient<Cow<'a, str>>,
     pub metrics: Lenient<MetricsRecord>,
     #[serde(borrow)]
     pub spans: Lenient<Vec<Span<'a>>>,
@@ -281,14 +222,14 @@ pub struct PlatformRecord<'a> {
     pub tracing: Lenient<TraceContext<'a>>,
     /// `platform.extension` / `telemetrySubscription`: the extension's name and state.
     #[serde(borrow)]
-    pub name: LenientStr<'a>,
+    pub name: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
-    pub state: LenientStr<'a>,
+    pub state: Lenient<Cow<'a, str>>,
     /// `platform.logsDropped`.
     pub dropped_records: Lenient<f64>,
     pub dropped_bytes: Lenient<f64>,
     #[serde(borrow)]
-    pub reason: LenientStr<'a>,
+    pub reason: Lenient<Cow<'a, str>>,
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
 use super::wire::{Field, Room, Writer, len_field, varint_len};
-use crate::telemetry::record::AnyStr;
+use crate::telemetry::record::Lenient;
 
 pub const STRING_VALUE: Field = Field("stringValue", 1);
 const BOOL_VALUE: Field = Field("boolValue", 2);
@@ -236,8 +237,8 @@ pub struct Key;
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        AnyStr
-            .deserialize(deserializer)?
+        <Lenient<Cow<str>>>::deserialize(deserializer)?
+            .0
             .ok_or_else(|| D::Error::custom("a key that is not a string"))
     }
 }
