@@ -7,11 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::gzip;
-use crate::sinks::Encoder;
-use crate::sinks::otlp::logs::Logs;
-use crate::sinks::otlp::metrics::Metrics;
-use crate::sinks::otlp::tests_support::common_in;
-use crate::sinks::otlp::traces::Traces;
+use crate::sinks::otlp::tests_support::encoder;
 use crate::sinks::otlp::wire::Encoding;
 use crate::telemetry::batch::{Parsed, parse};
 
@@ -77,15 +73,6 @@ fn bodies() -> Vec<Parsed> {
             parse(format!("[{}]", items.join(",")).into_bytes())
         })
         .collect()
-}
-
-fn encoder(signal: &str, encoding: Encoding) -> Box<dyn Encoder> {
-    let common = common_in(encoding);
-    match signal {
-        "logs" => Box::new(Logs::new(common, false)),
-        "metrics" => Box::new(Metrics::new(common, Duration::ZERO)),
-        _ => Box::new(Traces::new(common)),
-    }
 }
 
 #[test]

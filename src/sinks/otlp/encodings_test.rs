@@ -6,12 +6,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use super::logs::Logs;
-use super::metrics::Metrics;
-use super::tests_support::{common_in, encode};
-use super::traces::Traces;
+use super::tests_support::{encode, encoder};
 use super::wire::Encoding;
-use crate::sinks::Encoder;
 
 const FIXTURES: [&str; 7] = [
     "edge-cases.json",
@@ -22,15 +18,6 @@ const FIXTURES: [&str; 7] = [
     "ondemand-warm-invokes.json",
     "snapstart-restore.json",
 ];
-
-fn encoder(signal: &str, encoding: Encoding) -> Box<dyn Encoder> {
-    let common = common_in(encoding);
-    match signal {
-        "logs" => Box::new(Logs::new(common, false)),
-        "metrics" => Box::new(Metrics::new(common, std::time::Duration::ZERO)),
-        _ => Box::new(Traces::new(common)),
-    }
-}
 
 #[test]
 fn json_and_protobuf_carry_the_same_content() {

@@ -290,6 +290,17 @@ pub(crate) mod tests_support {
         Common::new(&config, encoding)
     }
 
+    /// The encoder of `signal` (`logs`, `metrics` or `traces`) in `encoding`; metrics export
+    /// at every request.
+    pub fn encoder(signal: &str, encoding: Encoding) -> Box<dyn Encoder> {
+        let common = common_in(encoding);
+        match signal {
+            "logs" => Box::new(logs::Logs::new(common, false)),
+            "metrics" => Box::new(metrics::Metrics::new(common, std::time::Duration::ZERO)),
+            _ => Box::new(traces::Traces::new(common)),
+        }
+    }
+
     /// One request body with every event of `fixture`.
     pub fn encode(encoder: &mut dyn Encoder, fixture: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
