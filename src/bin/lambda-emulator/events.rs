@@ -64,7 +64,8 @@ pub fn epoch_ms(at: SystemTime) -> u64 {
 }
 
 /// An event in the key order Lambda writes: `time`, `type`, `record`, and a record's
-/// `requestId` first (the extension reads it there without parsing the rest; SPEC.md §5).
+/// `requestId` first, as in every capture in `tests/fixtures` (the extension reads it there
+/// without parsing the rest).
 fn event(stream: Stream, kind: &str, record: Value) -> Emitted {
     let time = Value::String(rfc3339(SystemTime::now()));
     let record = match record {
