@@ -28,6 +28,8 @@ mod relay;
 mod sinks;
 mod sys;
 mod telemetry;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use crate::log::Level;
 
+pub mod aws;
 pub mod otlp;
 pub mod outputs;
 pub mod tls;
@@ -103,6 +104,13 @@ pub enum ConfigError {
     NotInLambda,
     /// A variable of ours holds bytes that are not UTF-8.
     NotUtf8 { var: String },
+    /// An AWS destination is set in the slim build, which cannot sign (no `ring`).
+    NeedsTls { var: &'static str },
+    /// A variable that an output which is on cannot do without.
+    Missing {
+        var: &'static str,
+        needed_by: &'static str,
+    },
     /// A variable holds a value we do not accept.
     Invalid {
         var: &'static str,
@@ -122,6 +130,18 @@ impl fmt::Display for ConfigError {
             ConfigError::NotUtf8 { var } => write!(
                 f,
                 "{var} is not valid: its value is not UTF-8 text; set it to plain text or unset it"
+            ),
+            ConfigError::NeedsTls { var } => write!(
+                f,
+                "{var} sends to AWS, which this build cannot do: it is the slim build (http:// \
+                 only, no SigV4 signing); use the default build's layer"
+            ),
+            ConfigError::Missing { var, needed_by } => write!(
+                f,
+                "{needed_by} needs {var}, which is not set: AWS destinations sign their \
+                 requests with the function's credentials and region, which Lambda sets for \
+                 every process (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, \
+                 AWS_REGION); set it, or turn that output off"
             ),
             ConfigError::Invalid {
                 var,
@@ -174,6 +194,7 @@ fn is_ours(name: &str) -> bool {
         .any(|p| name.starts_with(p))
         || name == "AWS_REGION"
         || name == "AWS_DEFAULT_REGION"
+        || aws::is_aws_var(name)
 }
 
 /// Longest value echoed back in an error message; longer ones are cut, saying so.

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::aws::{self, Api};
 use super::outputs::{
     Destination, Secret, parse_compression, parse_headers, parse_timeout, parse_url,
 };
@@ -44,6 +45,8 @@ struct SignalVars {
     compression: &'static str,
     exporter: &'static str,
     tls: TlsVars,
+    /// The AWS service its requests are signed for (see `aws::otlp`).
+    sigv4: &'static str,
 }
 
 const LOGS: SignalVars = SignalVars {
@@ -54,6 +57,7 @@ const LOGS: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
     exporter: "OTEL_LOGS_EXPORTER",
+    sigv4: "TELEMETRY_RELAY_OTLP_LOGS_SIGV4_SERVICE",
     tls: TlsVars {
         ca: "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
         client_certificate: "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
@@ -68,6 +72,7 @@ const METRICS: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
     exporter: "OTEL_METRICS_EXPORTER",
+    sigv4: "TELEMETRY_RELAY_OTLP_METRICS_SIGV4_SERVICE",
     tls: TlsVars {
         ca: "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
         client_certificate: "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
@@ -82,6 +87,7 @@ const TRACES: SignalVars = SignalVars {
     protocol: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     compression: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     exporter: "OTEL_TRACES_EXPORTER",
+    sigv4: "TELEMETRY_RELAY_OTLP_TRACES_SIGV4_SERVICE",
     tls: TlsVars {
         ca: "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         client_certificate: "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
@@ -169,23 +175,33 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
         let gzip = parse_compression(vars.compression, get(vars.compression))?.unwrap_or(gzip);
         let tls = tls::parse(env, &vars.tls, Some(&general_tls))?;
         // The spec: a signal's own endpoint is used as it is; the base gets /v1/<signal>.
-        let url = match get(vars.endpoint) {
-            Some(url) => parse_url(vars.endpoint, url)?,
+        let (url, from) = match get(vars.endpoint) {
+            Some(url) => (parse_url(vars.endpoint, url)?, vars.endpoint),
             None => match &base {
-                Some(b) => format!("{}/v1/{}", b.trim_end_matches('/'), vars.path),
+                Some(b) => (
+                    format!("{}/v1/{}", b.trim_end_matches('/'), vars.path),
+                    OTLP_ENDPOINT,
+                ),
                 None => return Ok(None),
             },
         };
-        Ok(Some(Signal {
-            to: Destination {
-                url,
-                headers,
-                timeout,
-                gzip,
-                tls,
-            },
-            protocol,
-        }))
+        let mut to = Destination {
+            url,
+            headers,
+            timeout,
+            gzip,
+            tls,
+            sign: None,
+            api: Api::Post,
+            log_stream: None,
+        };
+        if let Some(signed) = aws::otlp(env, vars.sigv4, from, vars.path, &to.url)? {
+            to.url = signed.url;
+            to.headers.extend(signed.headers);
+            to.sign = Some(signed.sign);
+            to.log_stream = signed.log_stream;
+        }
+        Ok(Some(Signal { to, protocol }))
     };
     let otlp = OtlpOutput {
         logs: signal(&LOGS)?,

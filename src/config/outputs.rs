@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::aws::{self, Api, LogStream, SigV4};
 use super::otlp::RESOURCE_ATTRIBUTES;
 use super::tls::{self, TlsFiles, TlsVars};
 use super::{ConfigError, invalid, parse_range, value_of};
@@ -82,6 +83,11 @@ pub struct Destination {
     /// Bodies are sent gzipped (`Content-Encoding: gzip`).
     pub gzip: bool,
     pub tls: TlsFiles,
+    /// AWS destinations: requests are signed with SigV4.
+    pub sign: Option<SigV4>,
+    pub api: Api,
+    /// A CloudWatch log stream to create before the first request.
+    pub log_stream: Option<LogStream>,
 }
 
 /// The pipeline between the relay and the network outputs.
@@ -92,6 +98,8 @@ pub struct Outputs {
     pub flush_budget: Duration,
     /// The plain HTTP NDJSON output.
     pub http: Option<Destination>,
+    /// Amazon Data Firehose.
+    pub firehose: Option<Destination>,
     pub emf: Option<EmfOutput>,
     pub otlp: Option<super::otlp::OtlpOutput>,
 }
@@ -118,8 +126,21 @@ impl Outputs {
                 timeout: parse_timeout(HTTP_TIMEOUT_MS, get(HTTP_TIMEOUT_MS), 5000)?,
                 gzip: parse_compression(HTTP_COMPRESSION, get(HTTP_COMPRESSION))?.unwrap_or(false),
                 tls: http_tls,
+                sign: None,
+                api: Api::Post,
+                log_stream: None,
             }),
         };
+        let firehose = aws::firehose(env)?.map(|f| Destination {
+            url: f.url,
+            headers: Vec::new(),
+            timeout: f.timeout,
+            gzip: false,
+            tls: TlsFiles::default(),
+            sign: Some(f.sign),
+            api: f.api,
+            log_stream: None,
+        });
         let emf = match get(EMF).map(str::to_ascii_lowercase).as_deref() {
             None | Some("off") => None,
             Some("on") => Some(EmfOutput {
@@ -141,6 +162,7 @@ impl Outputs {
             flush: parse_flush(get(FLUSH))?,
             flush_budget: Duration::from_millis(flush_budget_ms),
             http,
+            firehose,
         })
     }
 }
@@ -225,7 +247,7 @@ fn parse_dimension_sets(value: Option<&str>) -> Result<Vec<Vec<EmfDimension>>, C
 impl Outputs {
     /// Whether anything is sent over the network (and so goes through the delivery pipeline).
     pub fn network(&self) -> bool {
-        self.http.is_some() || self.otlp.is_some()
+        self.http.is_some() || self.firehose.is_some() || self.otlp.is_some()
     }
 }
 

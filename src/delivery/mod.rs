@@ -19,12 +19,36 @@
 
 mod aggregate;
 mod answer;
+mod aws_json;
 #[cfg(test)]
 mod cost_bench;
+mod firehose;
 mod gzip;
 mod output;
 mod resolve;
 pub mod sender;
+#[cfg(feature = "tls")]
+mod sigv4;
+/// The slim build cannot sign: its config refuses every AWS destination, so no signer exists.
+#[cfg(not(feature = "tls"))]
+mod sigv4 {
+    pub enum Signer {}
+
+    pub fn signer(_: Option<&crate::config::aws::SigV4>) -> Option<Signer> {
+        None
+    }
+
+    impl Signer {
+        pub fn headers_for_post(
+            &mut self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: &[u8],
+        ) -> Vec<(&'static str, String)> {
+            match *self {}
+        }
+    }
+}
 #[cfg(feature = "tls")]
 mod tls;
 

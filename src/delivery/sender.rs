@@ -18,7 +18,9 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{answer, gzip};
+use super::sigv4::{self, Signer};
+use super::{answer, aws_json, firehose, gzip};
+use crate::config::aws::Api;
 use crate::config::outputs::Secret;
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::Endpoint;
@@ -86,12 +88,23 @@ impl SenderThread {
 
 fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Sender<Msg>) {
     let mut agent = None;
+    // Each output's signer, if it sends to AWS (outputs of one destination may sign for
+    // different services), and whether its log stream still has to be made.
+    let mut signers: Vec<Option<Signer>> = endpoints
+        .iter()
+        .map(|(_, e)| sigv4::signer(e.to.sign.as_ref()))
+        .collect();
+    let mut streams_made: Vec<bool> = endpoints.iter().map(|_| false).collect();
     // The gzipped body, reused; compressing here keeps the relay thread free of it.
     let mut gzipped = Vec::new();
     while let Ok(request) = rx.recv() {
-        let Some((_, endpoint)) = endpoints.iter().find(|(i, _)| *i == request.output) else {
+        let Some(at) = endpoints.iter().position(|(i, _)| *i == request.output) else {
             continue;
         };
+        let Some((_, endpoint)) = endpoints.get(at) else {
+            continue;
+        };
+        let mut signer = signers.get_mut(at).and_then(Option::as_mut);
         // One client for the destination: its outputs share the connection (and its TLS
         // handshake) in turn.
         let agent = agent.get_or_insert_with(|| build_agent(endpoint));
@@ -101,9 +114,35 @@ fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Send
         } else {
             &request.body[..]
         };
-        let outcome = match agent {
-            Ok(agent) => send(agent, endpoint, wire, request.deadline),
-            Err(why) => Outcome::Rejected(why.clone()),
+        if let (Ok(agent), Some(stream), Some(made @ false)) =
+            (&agent, &endpoint.to.log_stream, streams_made.get_mut(at))
+        {
+            *made = true;
+            let timeout = endpoint.to.timeout;
+            let signer = signer.as_deref_mut();
+            if let Err(why) =
+                aws_json::create_log_stream(agent, &endpoint.to.url, stream, timeout, signer)
+            {
+                crate::warn!(
+                    "cannot create CloudWatch log stream {:?} in {:?}: {why}; sending anyway",
+                    stream.stream,
+                    stream.group
+                );
+            }
+        }
+        let outcome = match (agent, &endpoint.to.api) {
+            (Ok(agent), Api::Post) => send(agent, endpoint, wire, request.deadline, signer),
+            (
+                Ok(agent),
+                Api::Firehose {
+                    stream,
+                    gzip_records,
+                },
+            ) => {
+                let to = (stream.as_str(), *gzip_records);
+                firehose::send(agent, endpoint, to, wire, request.deadline, signer)
+            }
+            (Err(why), _) => Outcome::Rejected(why.clone()),
         };
         let receipt = Receipt {
             output: request.output,
@@ -154,8 +193,23 @@ fn build_agent(endpoint: &Endpoint) -> Result<ureq::Agent, String> {
     ))
 }
 
-/// POSTs `request`, retrying as the module doc says, never past its deadline.
-pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Instant) -> Outcome {
+/// What one attempt came to: an outcome, or a reason to try again (after `after`, if the
+/// answer said when).
+pub enum Step {
+    Done(Outcome),
+    Again {
+        why: String,
+        after: Option<Duration>,
+    },
+}
+
+/// Runs `attempt` (given the time it may take) until it is done, retrying as the module doc
+/// says, never past `deadline`.
+pub fn with_retries(
+    deadline: Instant,
+    timeout: Duration,
+    mut attempt: impl FnMut(Duration) -> Result<Step, ureq::Error>,
+) -> Outcome {
     let mut backoff = BACKOFF_START;
     let mut fresh_connection_tried = false;
     loop {
@@ -166,18 +220,9 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Ins
                 after: None,
             };
         }
-        let (why, after) = match attempt(agent, endpoint, body, left.min(endpoint.to.timeout)) {
-            Ok(a) if (200..300).contains(&a.status) => {
-                return match a.partial {
-                    Some(p) => Outcome::Partial {
-                        rejected: p.rejected,
-                        message: p.message,
-                    },
-                    None => Outcome::Sent,
-                };
-            }
-            Ok(a) if answer::retryable(a.status) => (format!("HTTP {}", a.status), a.retry_after),
-            Ok(a) => return Outcome::Rejected(format!("HTTP {}", a.status)),
+        let (why, after) = match attempt(left.min(timeout)) {
+            Ok(Step::Done(outcome)) => return outcome,
+            Ok(Step::Again { why, after }) => (why, after),
             // A certificate the output does not trust (or that a server refused) is not
             // going to change by trying again.
             Err(e) if is_tls_failure(&e) => return Outcome::Rejected(format!("TLS: {e}")),
@@ -197,61 +242,127 @@ pub fn send(agent: &ureq::Agent, endpoint: &Endpoint, body: &[u8], deadline: Ins
     }
 }
 
-/// What one attempt's answer said.
-struct Answered {
-    status: u16,
-    retry_after: Option<Duration>,
-    partial: Option<answer::Partial>,
-}
-
-/// Most of an answer's body that is read: enough for any `partialSuccess`.
-const ANSWER_BYTES: u64 = 64 * 1024;
-
-fn attempt(
+/// POSTs `body` as the endpoint says (an OTLP or NDJSON request), with retries.
+pub fn send(
     agent: &ureq::Agent,
     endpoint: &Endpoint,
     body: &[u8],
-    timeout: Duration,
-) -> Result<Answered, ureq::Error> {
-    let mut call = agent
-        .post(&endpoint.to.url)
-        .config()
-        .timeout_global(Some(timeout))
-        .build()
-        .header("Content-Type", endpoint.content_type);
-    if endpoint.to.gzip {
-        call = call.header("Content-Encoding", "gzip");
-    }
-    for (name, Secret(value)) in &endpoint.to.headers {
-        call = call.header(name.as_str(), value.as_str());
-    }
-    let mut response = call.send(body)?;
-    let status = response.status().as_u16();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let retry_after = header("Retry-After").and_then(|v| answer::retry_after(v, SystemTime::now()));
-    // The specification: the answer is in the request's encoding; read it as it says it is.
-    let answer_type = header("Content-Type")
-        .unwrap_or(endpoint.content_type)
-        .to_string();
-    // Read the (small) answer, bounded, so the connection can be reused.
-    let answer = response
-        .body_mut()
-        .with_config()
-        .limit(ANSWER_BYTES)
-        .read_to_vec()
-        .unwrap_or_default();
+    deadline: Instant,
+    signer: Option<&mut Signer>,
+) -> Outcome {
+    let mut signer = signer;
+    let call = Call {
+        url: &endpoint.to.url,
+        content_type: endpoint.content_type,
+        gzip: endpoint.to.gzip,
+        extra: &[],
+        headers: &endpoint.to.headers,
+    };
     // Only OTLP answers carry a partial success.
     let otlp = matches!(
         endpoint.content_type,
         "application/json" | "application/x-protobuf"
     );
-    let partial = (otlp && (200..300).contains(&status))
-        .then(|| answer::partial_success(&answer_type, &answer))
-        .flatten();
+    with_retries(deadline, endpoint.to.timeout, |timeout| {
+        let a = post(agent, &call, body, timeout, signer.as_deref_mut())?;
+        Ok(match a.status {
+            200..=299 => {
+                let partial = otlp
+                    .then(|| answer::partial_success(&a.content_type, &a.body))
+                    .flatten();
+                Step::Done(match partial {
+                    Some(p) => Outcome::Partial {
+                        rejected: p.rejected,
+                        message: p.message,
+                    },
+                    None => Outcome::Sent,
+                })
+            }
+            status if answer::retryable(status) => Step::Again {
+                why: format!("HTTP {status}"),
+                after: a.retry_after,
+            },
+            status => Step::Done(Outcome::Rejected(format!("HTTP {status}"))),
+        })
+    })
+}
+
+/// One request's parts beyond its body.
+pub struct Call<'a> {
+    pub url: &'a str,
+    pub content_type: &'a str,
+    /// The body is gzipped (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    /// Headers of the API itself, such as `X-Amz-Target`.
+    pub extra: &'a [(&'a str, &'a str)],
+    /// The user's headers.
+    pub headers: &'a [(String, Secret)],
+}
+
+/// What one attempt's answer said.
+pub struct Answered {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The answer's type (the request's when it gives none: the specification asks servers to
+    /// answer in the request's encoding) and its body, read up to [`ANSWER_BYTES`].
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Most of an answer's body that is read: enough for any `partialSuccess`, or a Firehose
+/// answer's 500 record results.
+const ANSWER_BYTES: u64 = 256 * 1024;
+
+/// One POST, signed when a signer is given; the answer read whole (bounded), so that the
+/// connection can be reused.
+pub fn post(
+    agent: &ureq::Agent,
+    call: &Call,
+    body: &[u8],
+    timeout: Duration,
+    signer: Option<&mut Signer>,
+) -> Result<Answered, ureq::Error> {
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", call.content_type)];
+    if call.gzip {
+        headers.push(("content-encoding", "gzip"));
+    }
+    headers.extend(call.extra.iter().copied());
+    headers.extend(
+        call.headers
+            .iter()
+            .map(|(n, Secret(v))| (n.as_str(), v.as_str())),
+    );
+    let mut request = agent
+        .post(call.url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build();
+    for (name, value) in &headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(signer) = signer {
+        for (name, value) in signer.headers_for_post(call.url, &headers, body) {
+            request = request.header(name, value);
+        }
+    }
+    let mut response = request.send(body)?;
+    let status = response.status().as_u16();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let retry_after = header("Retry-After").and_then(|v| answer::retry_after(v, SystemTime::now()));
+    let content_type = header("Content-Type")
+        .unwrap_or(call.content_type)
+        .to_string();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(ANSWER_BYTES)
+        .read_to_vec()
+        .unwrap_or_default();
     Ok(Answered {
         status,
         retry_after,
-        partial,
+        content_type,
+        body,
     })
 }
 

@@ -87,6 +87,10 @@ pub fn build(config: &Config) -> Sinks {
     if let Some(to) = &config.outputs.http {
         add("http", Box::new(http::Ndjson), to);
     }
+    // Firehose takes the same lines; its sender makes them into `PutRecordBatch` records.
+    if let Some(to) = &config.outputs.firehose {
+        add("firehose", Box::new(http::Ndjson), to);
+    }
     if let Some(o) = &config.outputs.otlp {
         let common = |s: &Signal| {
             let encoding = match s.protocol {

@@ -84,6 +84,30 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `(year, month, day, hour, minute, second)` in UTC of Unix epoch seconds (the inverse of
+/// `days_from_civil`, by the same author), for the wire formats that stamp a date.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub fn civil(epoch_seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = i64::try_from(epoch_seconds / 86_400).unwrap_or(0) + 719_468;
+    let second_of_day = (epoch_seconds % 86_400) as u32;
+    let era = days.div_euclid(146_097);
+    let doe = days - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +132,20 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(epoch_ms(text), *expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn civil_inverts_days_from_civil() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        // 2000-02-29T23:59:59Z and 2026-12-01T13:46:05Z.
+        assert_eq!(civil(951_868_799), (2000, 2, 29, 23, 59, 59));
+        assert_eq!(civil(1_796_132_765), (2026, 12, 1, 13, 46, 5));
+        for t in (0..4_102_444_800u64).step_by(86_400 * 37 + 3_607) {
+            let (y, m, d, h, mi, s) = civil(t);
+            let back = days_from_civil(y, i64::from(m), i64::from(d)) * 86_400
+                + i64::from(h * 3600 + mi * 60 + s);
+            assert_eq!(back, t as i64);
         }
     }
 

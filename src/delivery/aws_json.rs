@@ -1,0 +1,114 @@
+//! What the AWS destinations share beyond SigV4: the JSON protocol's error answers, and the
+//! one CloudWatch Logs call the OTLP logs endpoint needs first (`CreateLogStream`: the
+//! endpoint writes only to a log stream that exists, and an environment's default stream is
+//! named after its own, so nobody could have made it beforehand).
+
+use serde::Deserialize;
+
+use super::sender::{Call, post};
+use super::sigv4::Signer;
+use crate::config::aws::LogStream;
+
+/// `application/x-amz-json-1.1`, the content type of the AWS JSON protocol.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorBody {
+    #[serde(rename = "__type")]
+    kind: String,
+    #[serde(alias = "Message")]
+    message: String,
+}
+
+/// An error answer's type (without any `namespace#` prefix) and message; empty when the body
+/// is not one.
+pub fn error(body: &[u8]) -> (String, String) {
+    let e: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let kind = e.kind.rsplit('#').next().unwrap_or_default().to_string();
+    (kind, e.message)
+}
+
+/// Whether an AWS error answer says to come back later: throttled, or the service busy. AWS
+/// sends some of these as 400s, so the status alone does not say.
+pub fn retryable(status: u16, kind: &str) -> bool {
+    super::answer::retryable(status)
+        || status == 500
+        || matches!(
+            kind,
+            "ThrottlingException"
+                | "Throttling"
+                | "ServiceUnavailableException"
+                | "LimitExceededException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "InternalFailure"
+        )
+}
+
+/// Creates the log stream at the CloudWatch Logs API of `url`'s host (the OTLP endpoint's),
+/// if it is not there; `Err` says why it could not, for a warning (the requests then say the
+/// rest).
+pub fn create_log_stream(
+    agent: &ureq::Agent,
+    url: &str,
+    stream: &LogStream,
+    timeout: std::time::Duration,
+    signer: Option<&mut Signer>,
+) -> Result<(), String> {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url
+        .get(after_scheme..)
+        .and_then(|r| r.find('/'))
+        .map_or(url.len(), |i| after_scheme + i);
+    let api = format!("{}/", url.get(..end).unwrap_or(url));
+    let body = serde_json::json!({
+        "logGroupName": stream.group,
+        "logStreamName": stream.stream,
+    })
+    .to_string();
+    let call = Call {
+        url: &api,
+        content_type: CONTENT_TYPE,
+        gzip: false,
+        extra: &[("x-amz-target", "Logs_20140328.CreateLogStream")],
+        headers: &[],
+    };
+    let answer = post(agent, &call, body.as_bytes(), timeout, signer).map_err(|e| e.to_string())?;
+    let (kind, message) = error(&answer.body);
+    match answer.status {
+        200..=299 => Ok(()),
+        _ if kind == "ResourceAlreadyExistsException" => Ok(()),
+        status => Err(format!("HTTP {status} {kind}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_are_read_with_or_without_a_namespace() {
+        let body = br#"{"__type":"com.amazon.coral.service#ResourceNotFoundException","message":"Stream x not found"}"#;
+        assert_eq!(
+            error(body),
+            (
+                "ResourceNotFoundException".to_string(),
+                "Stream x not found".to_string()
+            )
+        );
+        let body = br#"{"__type":"ServiceUnavailableException","Message":"Slow down."}"#;
+        assert_eq!(error(body).1, "Slow down.");
+        assert_eq!(error(b"<html>"), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn throttling_is_retried_whatever_its_status() {
+        assert!(retryable(400, "ThrottlingException"));
+        assert!(retryable(400, "ServiceUnavailableException"));
+        assert!(retryable(503, ""));
+        assert!(retryable(500, "InternalFailure"));
+        assert!(!retryable(400, "ResourceNotFoundException"));
+        assert!(!retryable(403, "AccessDeniedException"));
+    }
+}
