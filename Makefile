@@ -51,7 +51,7 @@ $(RIE_DIR)/aws-lambda-rie-$(RIE_ARCH):
 
 # Third-party validators the output tests run (tests/validate/), in a venv of their own.
 PY := target/py/bin/python
-PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2 rotel==0.0.1a15 trustme==1.2.1 botocore==1.44.8
+PYDEPS := jsonschema==4.26.0 opentelemetry-proto==1.45.2 rotel==0.0.1a15 trustme==1.2.1 botocore==1.44.8 'moto[server]==5.2.5'
 PY_STAMP := target/py/.deps-$(shell echo '$(PYDEPS)' | md5sum | cut -c1-8)
 pydeps: $(PY_STAMP)
 $(PY_STAMP):

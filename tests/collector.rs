@@ -10,12 +10,10 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use support::{Run, missing, without_own_echoes};
+use support::{Daemon, Run, free_port, missing, without_own_echoes};
 
 /// The collector's binary inside the venv, if installed.
 fn rotel_agent() -> Option<PathBuf> {
@@ -34,18 +32,9 @@ fn rotel_agent() -> Option<PathBuf> {
     agent
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running collector; what it printed is read when it stops.
+/// A running collector, printing what it received to `out`, read when it stops.
 struct Collector {
-    child: Child,
-    port: u16,
+    daemon: Daemon,
     out: PathBuf,
 }
 
@@ -53,43 +42,29 @@ impl Collector {
     fn start(agent: &PathBuf) -> Collector {
         let (port, grpc) = (free_port(), free_port());
         let out = std::env::temp_dir().join(format!("telemetry-relay-rotel-{port}.out"));
-        let child = Command::new(agent)
+        let mut command = Command::new(agent);
+        command
             .arg("start")
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{port}")])
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
             .args(["--exporter", "blackhole"])
             .args(["--debug-log", "logs", "--debug-log", "metrics"])
             .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
-            .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rotel-agent");
-        let collector = Collector { child, port, out };
-        // Ready when it accepts connections; the guard is never reached when it works.
-        let guard = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < guard, "rotel-agent never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        collector
+            .stderr(Stdio::null());
+        let daemon = Daemon::start(command, port, "rotel-agent");
+        Collector { daemon, out }
     }
 
     /// Stops it with SIGTERM (it exports what it holds on the way out) and returns its output.
     fn stop(mut self) -> String {
         let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
+            .args(["-s", "TERM", &self.daemon.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        let _ = self.daemon.child.wait();
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         let _ = std::fs::remove_file(&self.out);
         text
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 
@@ -100,7 +75,7 @@ fn through_rotel(protocol: &str, compression: &str) {
     let collector = Collector::start(&agent);
     let endpoint = format!(
         "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{}",
-        collector.port
+        collector.daemon.port
     );
     let run = Run::new(&[
         "--invokes",

@@ -73,32 +73,88 @@ fn config_mistakes_reach_init_error() {
         ),
     ];
     for (env, message) in cases {
-        let run = Run::new(&["--env", env]);
-        let errors = run.report["errors"].as_array().cloned().unwrap_or_default();
-        run.check(errors.len() == 1, "one error report");
-        run.check(
-            errors[0]["path"] == "init/error",
-            "reported as an init error",
-        );
-        run.check(
-            errors[0]["error_type"] == "Extension.ConfigInvalid",
-            "error type Extension.ConfigInvalid",
-        );
-        let body: serde_json::Value =
-            serde_json::from_str(errors[0]["body"].as_str().unwrap_or("{}")).unwrap_or_default();
-        run.check(
-            body["errorType"] == "Extension.ConfigInvalid",
-            "body errorType",
-        );
-        run.check(
-            body["errorMessage"]
-                .as_str()
-                .is_some_and(|m| m.contains(message)),
-            &format!("message contains {message:?}"),
-        );
-        run.check(run.report["exit_code"] == 1, "exits non-zero");
-        run.check(run.report["init_failed"].is_string(), "Init failed");
+        assert_config_error(&Run::new(&["--env", env]), message);
     }
+}
+
+/// An AWS destination without what it needs to sign: Lambda sets credentials and region for
+/// every process, so this is a role or an emulator without them, or a stray variable.
+#[test]
+fn an_aws_destination_without_credentials_or_region_names_what_is_missing() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "TELEMETRY_RELAY_FIREHOSE_STREAM=logs",
+                "AWS_SECRET_ACCESS_KEY=",
+            ],
+            "TELEMETRY_RELAY_FIREHOSE_STREAM needs AWS_SECRET_ACCESS_KEY, which is not set",
+        ),
+        (
+            &["TELEMETRY_RELAY_FIREHOSE_STREAM=logs", "AWS_ACCESS_KEY_ID="],
+            "TELEMETRY_RELAY_FIREHOSE_STREAM needs AWS_ACCESS_KEY_ID, which is not set",
+        ),
+        (
+            &[
+                "TELEMETRY_RELAY_FIREHOSE_STREAM=logs",
+                "AWS_REGION=",
+                "AWS_DEFAULT_REGION=",
+            ],
+            "TELEMETRY_RELAY_FIREHOSE_STREAM needs AWS_REGION, which is not set",
+        ),
+        (
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://xray.us-east-1.amazonaws.com/v1/traces",
+                "AWS_SECRET_ACCESS_KEY=",
+            ],
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT needs AWS_SECRET_ACCESS_KEY, which is not set",
+        ),
+        (
+            &["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=https://logs.eu-west-1.amazonaws.com/v1/logs"],
+            "OTLP logs sent to CloudWatch Logs needs TELEMETRY_RELAY_CLOUDWATCH_LOG_GROUP",
+        ),
+    ];
+    for (envs, message) in cases {
+        let mut args = Vec::new();
+        for env in envs {
+            args.extend(["--env", env]);
+        }
+        let run = Run::new(&args);
+        assert_config_error(&run, message);
+        run.check(
+            !run.report
+                .to_string()
+                .contains("emulator/secret/access/key"),
+            "the secret is never repeated",
+        );
+    }
+}
+
+/// The run failed Init with one `Extension.ConfigInvalid` report whose message has `message`.
+fn assert_config_error(run: &Run, message: &str) {
+    let errors = run.report["errors"].as_array().cloned().unwrap_or_default();
+    run.check(errors.len() == 1, "one error report");
+    run.check(
+        errors[0]["path"] == "init/error",
+        "reported as an init error",
+    );
+    run.check(
+        errors[0]["error_type"] == "Extension.ConfigInvalid",
+        "error type Extension.ConfigInvalid",
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(errors[0]["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+    run.check(
+        body["errorType"] == "Extension.ConfigInvalid",
+        "body errorType",
+    );
+    run.check(
+        body["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains(message)),
+        &format!("message contains {message:?}"),
+    );
+    run.check(run.report["exit_code"] == 1, "exits non-zero");
+    run.check(run.report["init_failed"].is_string(), "Init failed");
 }
 
 #[test]

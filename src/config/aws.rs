@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::outputs::{Secret, parse_timeout, parse_url};
-use super::{ConfigError, invalid, value_of};
+use super::{ConfigError, FUNCTION_VERSION, invalid, value_of};
 
 pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
@@ -67,11 +67,15 @@ pub enum Api {
 }
 
 /// The CloudWatch log stream the OTLP logs endpoint writes to; the sender creates it (the
-/// endpoint needs it to exist) before its first request.
+/// endpoint needs it to exist) before its first request, and names it in every request's
+/// `x-aws-log-group` and `x-aws-log-stream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStream {
     pub group: String,
-    pub stream: String,
+    /// `None`: named like the function's own (see `delivery::aws_json::default_stream`).
+    pub stream: Option<String>,
+    /// The function's version, for that name.
+    pub version: String,
 }
 
 /// Names the variable that is missing, and what needs it.
@@ -174,8 +178,7 @@ pub struct OtlpAws {
     /// The signal's URL, after any endpoint override.
     pub url: String,
     pub sign: SigV4,
-    /// `x-aws-log-group` and `x-aws-log-stream`, for CloudWatch Logs.
-    pub headers: Vec<(String, Secret)>,
+    /// For CloudWatch Logs.
     pub log_stream: Option<LogStream>,
 }
 
@@ -244,18 +247,18 @@ pub fn otlp(
         Some(base) if on_aws => format!("{base}{rest}"),
         _ => url.to_string(),
     };
-    let mut headers = Vec::new();
     let mut log_stream = None;
     if service == "logs" && signal == "logs" {
         let group = value_of(env, CLOUDWATCH_LOG_GROUP)
             .ok_or_else(|| missing(CLOUDWATCH_LOG_GROUP, "OTLP logs sent to CloudWatch Logs"))?;
-        let stream = value_of(env, CLOUDWATCH_LOG_STREAM)
-            .or_else(|| value_of(env, LOG_STREAM_NAME))
-            .unwrap_or("telemetry-relay");
+        // Lambda does not show extensions the function's own stream name; used if it does.
+        let stream =
+            value_of(env, CLOUDWATCH_LOG_STREAM).or_else(|| value_of(env, LOG_STREAM_NAME));
         for (var, name) in [
-            (CLOUDWATCH_LOG_GROUP, group),
+            (CLOUDWATCH_LOG_GROUP, Some(group)),
             (CLOUDWATCH_LOG_STREAM, stream),
         ] {
+            let Some(name) = name else { continue };
             if name.len() > 512 || (var == CLOUDWATCH_LOG_STREAM && name.contains([':', '*'])) {
                 return Err(invalid(
                     var,
@@ -265,11 +268,12 @@ pub fn otlp(
                 ));
             }
         }
-        headers.push(("x-aws-log-group".to_string(), Secret(group.to_string())));
-        headers.push(("x-aws-log-stream".to_string(), Secret(stream.to_string())));
         log_stream = Some(LogStream {
             group: group.to_string(),
-            stream: stream.to_string(),
+            stream: stream.map(str::to_string),
+            version: value_of(env, FUNCTION_VERSION)
+                .unwrap_or("$LATEST")
+                .to_string(),
         });
     }
     Ok(Some(OtlpAws {
@@ -279,7 +283,6 @@ pub fn otlp(
             region,
             credentials,
         },
-        headers,
         log_stream,
     }))
 }

@@ -136,12 +136,16 @@ impl fmt::Display for ConfigError {
                 "{var} sends to AWS, which this build cannot do: it is the slim build (http:// \
                  only, no SigV4 signing); use the default build's layer"
             ),
-            ConfigError::Missing { var, needed_by } => write!(
+            ConfigError::Missing { var, needed_by } if var.starts_with("AWS_") => write!(
                 f,
                 "{needed_by} needs {var}, which is not set: AWS destinations sign their \
                  requests with the function's credentials and region, which Lambda sets for \
                  every process (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, \
                  AWS_REGION); set it, or turn that output off"
+            ),
+            ConfigError::Missing { var, needed_by } => write!(
+                f,
+                "{needed_by} needs {var}, which is not set: set it, or turn that output off"
             ),
             ConfigError::Invalid {
                 var,

@@ -197,7 +197,6 @@ pub fn parse(env: &HashMap<String, String>) -> Result<Option<OtlpOutput>, Config
         };
         if let Some(signed) = aws::otlp(env, vars.sigv4, from, vars.path, &to.url)? {
             to.url = signed.url;
-            to.headers.extend(signed.headers);
             to.sign = Some(signed.sign);
             to.log_stream = signed.log_stream;
         }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::sender::{Call, post};
 use super::sigv4::Signer;
-use crate::config::aws::LogStream;
+use crate::telemetry::time::civil;
 
 /// `application/x-amz-json-1.1`, the content type of the AWS JSON protocol.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -46,13 +46,36 @@ pub fn retryable(status: u16, kind: &str) -> bool {
         )
 }
 
+/// A log stream named as Lambda names the function's own (`2026/12/01/[$LATEST]` and an id
+/// of 32 hex digits), which extensions are not shown: today's date, the function's version,
+/// and an id of this environment's own, random.
+pub fn default_stream(version: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d, ..) = civil(now);
+    // Each `RandomState` is keyed from the OS's randomness.
+    let random = || {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!(
+        "{y:04}/{m:02}/{d:02}/[{version}]{:016x}{:016x}",
+        random(),
+        random()
+    )
+}
+
 /// Creates the log stream at the CloudWatch Logs API of `url`'s host (the OTLP endpoint's),
 /// if it is not there; `Err` says why it could not, for a warning (the requests then say the
 /// rest).
 pub fn create_log_stream(
     agent: &ureq::Agent,
     url: &str,
-    stream: &LogStream,
+    group: &str,
+    stream: &str,
     timeout: std::time::Duration,
     signer: Option<&mut Signer>,
 ) -> Result<(), String> {
@@ -63,8 +86,8 @@ pub fn create_log_stream(
         .map_or(url.len(), |i| after_scheme + i);
     let api = format!("{}/", url.get(..end).unwrap_or(url));
     let body = serde_json::json!({
-        "logGroupName": stream.group,
-        "logStreamName": stream.stream,
+        "logGroupName": group,
+        "logStreamName": stream,
     })
     .to_string();
     let call = Call {
@@ -100,6 +123,16 @@ mod tests {
         let body = br#"{"__type":"ServiceUnavailableException","Message":"Slow down."}"#;
         assert_eq!(error(body).1, "Slow down.");
         assert_eq!(error(b"<html>"), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn a_default_stream_is_named_as_lambda_names_its_own() {
+        let a = default_stream("$LATEST");
+        let (date, rest) = a.split_once("/[$LATEST]").unwrap();
+        assert_eq!(date.len(), 10);
+        assert_eq!(rest.len(), 32);
+        assert!(rest.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, default_stream("$LATEST"));
     }
 
     #[test]

@@ -89,22 +89,25 @@ impl SenderThread {
 fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Sender<Msg>) {
     let mut agent = None;
     // Each output's signer, if it sends to AWS (outputs of one destination may sign for
-    // different services), and whether its log stream still has to be made.
+    // different services), and its headers, which a CloudWatch log stream's join once the
+    // stream is made (`None` until then).
     let mut signers: Vec<Option<Signer>> = endpoints
         .iter()
         .map(|(_, e)| sigv4::signer(e.to.sign.as_ref()))
         .collect();
-    let mut streams_made: Vec<bool> = endpoints.iter().map(|_| false).collect();
+    let mut headers: Vec<Option<Vec<(String, Secret)>>> = endpoints.iter().map(|_| None).collect();
     // The gzipped body, reused; compressing here keeps the relay thread free of it.
     let mut gzipped = Vec::new();
     while let Ok(request) = rx.recv() {
         let Some(at) = endpoints.iter().position(|(i, _)| *i == request.output) else {
             continue;
         };
-        let Some((_, endpoint)) = endpoints.get(at) else {
+        let (Some((_, endpoint)), Some(signer), Some(headers)) =
+            (endpoints.get(at), signers.get_mut(at), headers.get_mut(at))
+        else {
             continue;
         };
-        let mut signer = signers.get_mut(at).and_then(Option::as_mut);
+        let mut signer = signer.as_mut();
         // One client for the destination: its outputs share the connection (and its TLS
         // handshake) in turn.
         let agent = agent.get_or_insert_with(|| build_agent(endpoint));
@@ -114,24 +117,16 @@ fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Send
         } else {
             &request.body[..]
         };
-        if let (Ok(agent), Some(stream), Some(made @ false)) =
-            (&agent, &endpoint.to.log_stream, streams_made.get_mut(at))
-        {
-            *made = true;
-            let timeout = endpoint.to.timeout;
-            let signer = signer.as_deref_mut();
-            if let Err(why) =
-                aws_json::create_log_stream(agent, &endpoint.to.url, stream, timeout, signer)
-            {
-                crate::warn!(
-                    "cannot create CloudWatch log stream {:?} in {:?}: {why}; sending anyway",
-                    stream.stream,
-                    stream.group
-                );
-            }
-        }
         let outcome = match (agent, &endpoint.to.api) {
-            (Ok(agent), Api::Post) => send(agent, endpoint, wire, request.deadline, signer),
+            (Ok(agent), Api::Post) => {
+                let headers = headers.get_or_insert_with(|| {
+                    let mut all = endpoint.to.headers.clone();
+                    let deadline = request.deadline;
+                    all.extend(log_stream(agent, endpoint, deadline, signer.as_deref_mut()));
+                    all
+                });
+                send(agent, endpoint, headers, wire, request.deadline, signer)
+            }
             (
                 Ok(agent),
                 Api::Firehose {
@@ -157,6 +152,37 @@ fn serve(endpoints: &[(usize, Endpoint)], rx: &Receiver<Request>, results: &Send
             return;
         }
     }
+}
+
+/// Makes the output's CloudWatch log stream, if it sends to one, and returns the headers that
+/// name it (none without one). A stream that cannot be made is warned of; its requests then
+/// say the rest.
+fn log_stream(
+    agent: &ureq::Agent,
+    endpoint: &Endpoint,
+    deadline: Instant,
+    signer: Option<&mut Signer>,
+) -> Vec<(String, Secret)> {
+    let Some(stream) = &endpoint.to.log_stream else {
+        return Vec::new();
+    };
+    let name = stream
+        .stream
+        .clone()
+        .unwrap_or_else(|| aws_json::default_stream(&stream.version));
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (url, group, timeout) = (
+        &endpoint.to.url,
+        &stream.group,
+        endpoint.to.timeout.min(left),
+    );
+    if let Err(why) = aws_json::create_log_stream(agent, url, group, &name, timeout, signer) {
+        crate::warn!("cannot create CloudWatch log stream {name:?} in {group:?}: {why}");
+    }
+    vec![
+        ("x-aws-log-group".to_string(), Secret(group.clone())),
+        ("x-aws-log-stream".to_string(), Secret(name)),
+    ]
 }
 
 /// A gzip buffer bigger than this is not kept for the next request.
@@ -246,6 +272,7 @@ pub fn with_retries(
 pub fn send(
     agent: &ureq::Agent,
     endpoint: &Endpoint,
+    headers: &[(String, Secret)],
     body: &[u8],
     deadline: Instant,
     signer: Option<&mut Signer>,
@@ -256,7 +283,7 @@ pub fn send(
         content_type: endpoint.content_type,
         gzip: endpoint.to.gzip,
         extra: &[],
-        headers: &endpoint.to.headers,
+        headers,
     };
     // Only OTLP answers carry a partial success.
     let otlp = matches!(

@@ -86,7 +86,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 /// `(year, month, day, hour, minute, second)` in UTC of Unix epoch seconds (the inverse of
 /// `days_from_civil`, by the same author), for the wire formats that stamp a date.
-#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub fn civil(epoch_seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = i64::try_from(epoch_seconds / 86_400).unwrap_or(0) + 719_468;
     let second_of_day = (epoch_seconds % 86_400) as u32;

@@ -366,3 +366,43 @@ pub fn assert_gzipped(run: &Run) -> Vec<Value> {
     validate_with(run, "gunzip.py", &serde_json::to_string(&raw).unwrap());
     requests
 }
+
+/// A free TCP port on 127.0.0.1 (bound and let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server a test runs beside the emulator (a collector, moto, a stand-in): started, waited
+/// for until it accepts connections on `port`, killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Daemon {
+    pub fn start(mut command: Command, port: u16, what: &str) -> Daemon {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let daemon = Daemon { child, port };
+        // The guard is never reached when it works.
+        let guard = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < guard, "{what} never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

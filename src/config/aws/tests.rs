@@ -100,7 +100,7 @@ fn otlp_to_an_aws_host_is_signed_for_the_service_and_region_it_names() {
         ("xray", "us-east-1")
     );
     assert_eq!(signed.url, url);
-    assert!(signed.headers.is_empty());
+    assert_eq!(signed.log_stream, None);
     // Other hosts are not signed unless asked; `none` turns the automatic signing off.
     assert_eq!(
         traces(&env(&[]), "https://collector:4318/v1/traces").unwrap(),
@@ -159,25 +159,18 @@ fn otlp_logs_to_cloudwatch_name_their_group_and_stream() {
         (CLOUDWATCH_LOG_GROUP, "/relay/app"),
         (LOG_STREAM_NAME, "2026/12/01/[$LATEST]abc"),
     ]);
-    let signed = logs(&set).unwrap().unwrap();
-    let headers: Vec<(&str, &str)> = signed
-        .headers
-        .iter()
-        .map(|(n, Secret(v))| (n.as_str(), v.as_str()))
-        .collect();
-    assert_eq!(
-        headers,
-        [
-            ("x-aws-log-group", "/relay/app"),
-            ("x-aws-log-stream", "2026/12/01/[$LATEST]abc")
-        ]
-    );
-    assert_eq!(signed.log_stream.unwrap().stream, "2026/12/01/[$LATEST]abc");
+    let stream = logs(&set).unwrap().unwrap().log_stream.unwrap();
+    assert_eq!(stream.group, "/relay/app");
+    assert_eq!(stream.stream.as_deref(), Some("2026/12/01/[$LATEST]abc"));
     let own = env(&[(CLOUDWATCH_LOG_GROUP, "g"), (CLOUDWATCH_LOG_STREAM, "mine")]);
-    assert_eq!(
-        logs(&own).unwrap().unwrap().log_stream.unwrap().stream,
-        "mine"
-    );
+    let stream = logs(&own).unwrap().unwrap().log_stream.unwrap();
+    assert_eq!(stream.stream.as_deref(), Some("mine"));
+    let unnamed = env(&[
+        (CLOUDWATCH_LOG_GROUP, "g"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "7"),
+    ]);
+    let stream = logs(&unnamed).unwrap().unwrap().log_stream.unwrap();
+    assert_eq!((stream.stream, stream.version.as_str()), (None, "7"));
     let bad = env(&[(CLOUDWATCH_LOG_GROUP, "g"), (CLOUDWATCH_LOG_STREAM, "a:b")]);
     assert!(logs(&bad).is_err());
 }

@@ -488,6 +488,13 @@ fn environment(options: &Options, address: &str) -> Vec<(String, String)> {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
+        // Lambda's are temporary credentials of the function's role, token included.
+        ("AWS_ACCESS_KEY_ID", "ASIAEMULATOREXAMPLE1"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "emulator/secret/access/key/EXAMPLE",
+        ),
+        ("AWS_SESSION_TOKEN", "emulator-session-token-EXAMPLE"),
         (
             "AWS_LAMBDA_INITIALIZATION_TYPE",
             if options.lmi {
