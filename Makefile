@@ -110,7 +110,7 @@ layer: musl-x86 musl-arm
 # Figures, not a test: see the README's bench section.
 BENCH_RUNS ?= 20
 SLIM_BIN := target/slim/$(X86)/release/telemetry-relay
-bench: layer
+bench: layer pydeps
 	cargo build --release --target $(X86) --bin baseline-extension
 	cargo build --release --target $(X86) --bin telemetry-relay --no-default-features --target-dir target/slim
 	cargo build --release --bin relay-bench
@@ -126,7 +126,7 @@ bench: layer
 # Encoding cost per event and signal, in the release musl build (src/delivery/cost_bench.rs).
 bench-encode: musl-x86
 	@cargo test --quiet --release --target $(X86) --bin telemetry-relay encoding_cost \
-	  -- --ignored --nocapture 2>&1 | sed -n '/^OTLP encoding/,/^| all three | Json/p'
+	  -- --ignored --nocapture 2>&1 | sed -n '/^OTLP encoding/,/^| firehose, gzip/p'
 
 # Init Duration, duration and memory with and without the layer, on a real function
 # (README, "Measure it on your function"). Without LAYER_ARN or LAYER_ZIP it publishes the zip

@@ -3,8 +3,6 @@
 //! endpoint writes only to a log stream that exists, and an environment's default stream is
 //! named after its own, so nobody could have made it beforehand).
 
-use serde::Deserialize;
-
 use super::sender::{Call, post};
 use super::sigv4::Signer;
 use crate::telemetry::time::civil;
@@ -12,21 +10,19 @@ use crate::telemetry::time::civil;
 /// `application/x-amz-json-1.1`, the content type of the AWS JSON protocol.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ErrorBody {
-    #[serde(rename = "__type")]
-    kind: String,
-    #[serde(alias = "Message")]
-    message: String,
-}
-
 /// An error answer's type (without any `namespace#` prefix) and message; empty when the body
-/// is not one.
+/// is not one. (Read as a `Value`, which the partial-success reader links already: a derived
+/// reader per answer costs kilobytes of binary.)
 pub fn error(body: &[u8]) -> (String, String) {
-    let e: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let kind = e.kind.rsplit('#').next().unwrap_or_default().to_string();
-    (kind, e.message)
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = |key: &str| v.get(key).and_then(|t| t.as_str()).unwrap_or_default();
+    let kind = text("__type")
+        .rsplit('#')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let message = [text("message"), text("Message")].concat();
+    (kind, message)
 }
 
 /// Whether an AWS error answer says to come back later: throttled, or the service busy. AWS
@@ -85,11 +81,13 @@ pub fn create_log_stream(
         .and_then(|r| r.find('/'))
         .map_or(url.len(), |i| after_scheme + i);
     let api = format!("{}/", url.get(..end).unwrap_or(url));
-    let body = serde_json::json!({
-        "logGroupName": group,
-        "logStreamName": stream,
-    })
-    .to_string();
+    // Names are text of any kind: written as JSON strings.
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let body = format!(
+        "{{\"logGroupName\":{},\"logStreamName\":{}}}",
+        quoted(group),
+        quoted(stream)
+    );
     let call = Call {
         url: &api,
         content_type: CONTENT_TYPE,

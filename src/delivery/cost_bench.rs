@@ -133,4 +133,34 @@ fn encoding_cost() {
             per(total.1)
         );
     }
+    firehose(&bodies, events);
+}
+
+/// Firehose: the NDJSON lines (relay thread), then the records and the `PutRecordBatch` body
+/// (sender thread), all on this one core; as events per second, the unit.
+fn firehose(bodies: &[Parsed], events: usize) {
+    use crate::sinks::Encoder;
+    for gzip_records in [false, true] {
+        let (mut out, mut call) = (Vec::new(), Vec::new());
+        let mut wire = 0;
+        let started = Instant::now();
+        for body in bodies.iter().cycle().take(bodies.len() * ROUNDS) {
+            out.clear();
+            for event in body.batch.events() {
+                crate::sinks::http::Ndjson.event(&event, &mut out);
+            }
+            let (records, _) = super::firehose::records(&out, gzip_records);
+            let data: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            super::firehose::call_body("stream", &data, &mut call);
+            wire += call.len();
+        }
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "| firehose{} | NDJSON → PutRecordBatch | {:.3} | | {} | {:.0} events/s |",
+            if gzip_records { ", gzip records" } else { "" },
+            took * 1e6 / events as f64,
+            wire / events,
+            events as f64 / took
+        );
+    }
 }

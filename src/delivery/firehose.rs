@@ -19,8 +19,6 @@
 
 use std::time::Instant;
 
-use serde::Deserialize;
-
 use super::aws_json;
 use super::gzip;
 use super::sender::{Call, Step, post, with_retries};
@@ -95,7 +93,7 @@ pub fn base64(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The body of a call with `records` (the stream's name is letters, digits and `_.-`).
-fn call_body(stream: &str, records: &[&[u8]], out: &mut Vec<u8>) {
+pub fn call_body(stream: &str, records: &[&[u8]], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(b"{\"DeliveryStreamName\":\"");
     out.extend_from_slice(stream.as_bytes());
@@ -111,39 +109,32 @@ fn call_body(stream: &str, records: &[&[u8]], out: &mut Vec<u8>) {
     out.extend_from_slice(b"]}");
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Answer {
-    #[serde(rename = "FailedPutCount")]
-    failed: u64,
-    #[serde(rename = "RequestResponses")]
-    responses: Vec<RecordAnswer>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RecordAnswer {
-    #[serde(rename = "ErrorCode")]
-    error_code: Option<String>,
-}
-
 /// Which of a call's `n` records failed, from its 200 answer; all of them when the answer does
 /// not say which (a count without the list cannot be mapped to records).
 fn failed(answer: &[u8], n: usize) -> Vec<usize> {
-    let Ok(a) = serde_json::from_slice::<Answer>(answer) else {
+    // A `Value`, as `aws_json::error` reads its answers.
+    let Ok(a) = serde_json::from_slice::<serde_json::Value>(answer) else {
         return Vec::new();
     };
-    if a.failed == 0 {
+    if a.get("FailedPutCount")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        == 0
+    {
         return Vec::new();
     }
-    if a.responses.len() != n {
-        return (0..n).collect();
+    let responses = a
+        .get("RequestResponses")
+        .and_then(serde_json::Value::as_array);
+    match responses {
+        Some(r) if r.len() == n => (0..n)
+            .filter(|&i| {
+                r.get(i)
+                    .is_some_and(|r| r.get("ErrorCode").is_some_and(|c| !c.is_null()))
+            })
+            .collect(),
+        _ => (0..n).collect(),
     }
-    let failed = a.responses.iter().enumerate();
-    failed
-        .filter(|(_, r)| r.error_code.is_some())
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// Sends `body` (NDJSON) to the stream, as the module doc says.

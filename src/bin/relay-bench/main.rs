@@ -11,6 +11,7 @@
 
 mod bounds;
 mod cold;
+mod firehose;
 mod scenarios;
 
 use std::process::Command;
@@ -124,6 +125,7 @@ fn main() -> Result<(), String> {
     scenarios::outputs(&args)?;
     scenarios::throughput(&args)?;
     scenarios::otlp_cost(&args)?;
+    firehose::row(&args)?;
     bounds::memory_over_invocations(&args)?;
     bounds::hostile_clients(&args)?;
     sizes(&args)
