@@ -304,7 +304,11 @@ impl Relay {
 /// How long a background request may take, retries included: three timeouts of the slowest
 /// output.
 fn request_budget(config: &Config) -> Duration {
-    let http = config.outputs.http.as_ref().map(|h| h.timeout);
+    let outputs = &config.outputs;
+    let http = [&outputs.http, &outputs.firehose]
+        .into_iter()
+        .flatten()
+        .map(|d| d.timeout);
     let otlp = config
         .outputs
         .otlp

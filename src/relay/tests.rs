@@ -112,3 +112,23 @@ fn the_relay_ends_when_every_sender_is_gone() {
     drop(lifecycle);
     assert_eq!(relay.run(rx), Ended::Disconnected);
 }
+
+/// A background request may take three timeouts of the slowest output, whichever outputs are
+/// on: before, a Firehose-only config had a budget of zero, and every request failed at once.
+#[test]
+#[cfg(feature = "tls")]
+fn every_network_output_counts_for_the_request_budget() {
+    let env: HashMap<String, String> = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
+        ("TELEMETRY_RELAY_FIREHOSE_STREAM", "s"),
+        ("TELEMETRY_RELAY_FIREHOSE_TIMEOUT_MS", "700"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "k"),
+        ("AWS_SECRET_ACCESS_KEY", "s"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::parse(&env).unwrap();
+    assert_eq!(request_budget(&config), Duration::from_millis(2100));
+}
