@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::outputs::{Secret, parse_timeout, parse_url};
+use super::outputs::{Secret, parse_timeout, parse_url, split_origin};
 use super::{ConfigError, FUNCTION_VERSION, invalid, value_of};
 
 pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -182,17 +182,12 @@ pub struct OtlpAws {
     pub log_stream: Option<LogStream>,
 }
 
-/// `(host, path and query)` of an http(s) URL.
+/// `(host, path and query)` of an http(s) URL: the host without userinfo or port.
 fn split_url(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url
-        .get(after_scheme..)
-        .and_then(|r| r.find(['/', '?']))
-        .map_or(url.len(), |i| after_scheme + i);
-    let authority = url.get(after_scheme..end).unwrap_or_default();
+    let (origin, rest) = split_origin(url);
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host.split(':').next().unwrap_or_default();
-    (host, url.get(end..).unwrap_or_default())
+    (host.split(':').next().unwrap_or_default(), rest)
 }
 
 /// Signing for an OTLP signal: the signal's own `…_SIGV4_SERVICE` variable, else the general

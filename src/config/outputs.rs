@@ -272,6 +272,20 @@ fn parse_flush(value: Option<&str>) -> Result<FlushPolicy, ConfigError> {
 }
 
 /// An `http://` or (in builds with the `tls` feature) `https://` URL, kept as given.
+/// A URL's `scheme://[userinfo@]host[:port]` and what follows it as sent (path, query,
+/// fragment): the one place that splits URLs (connection sharing, SigV4, AWS endpoints).
+pub fn split_origin(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url
+        .get(after_scheme..)
+        .and_then(|rest| rest.find(['/', '?', '#']))
+        .map_or(url.len(), |i| after_scheme + i);
+    (
+        url.get(..end).unwrap_or(url),
+        url.get(end..).unwrap_or_default(),
+    )
+}
+
 pub fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let tls = cfg!(feature = "tls");
     let rest = value
@@ -364,6 +378,14 @@ fn percent_decode(s: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::config::otlp::{OTLP_ENDPOINT, OTLP_HEADERS};
+
+    #[test]
+    fn a_url_splits_where_its_path_query_or_fragment_starts() {
+        assert_eq!(split_origin("https://u@h:1/a?b"), ("https://u@h:1", "/a?b"));
+        assert_eq!(split_origin("https://h?b=2"), ("https://h", "?b=2"));
+        assert_eq!(split_origin("http://h#f"), ("http://h", "#f"));
+        assert_eq!(split_origin("http://h"), ("http://h", ""));
+    }
 
     fn outputs(pairs: &[(&str, &str)]) -> Result<Outputs, ConfigError> {
         Outputs::parse(

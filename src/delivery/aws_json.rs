@@ -5,6 +5,7 @@
 
 use super::sender::{Call, post};
 use super::sigv4::Signer;
+use crate::config::outputs::split_origin;
 use crate::telemetry::time::civil;
 
 /// `application/x-amz-json-1.1`, the content type of the AWS JSON protocol.
@@ -75,12 +76,7 @@ pub fn create_log_stream(
     timeout: std::time::Duration,
     signer: Option<&mut Signer>,
 ) -> Result<(), String> {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url
-        .get(after_scheme..)
-        .and_then(|r| r.find('/'))
-        .map_or(url.len(), |i| after_scheme + i);
-    let api = format!("{}/", url.get(..end).unwrap_or(url));
+    let api = format!("{}/", split_origin(url).0);
     // Names are text of any kind: written as JSON strings.
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let body = format!(

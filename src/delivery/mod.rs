@@ -105,12 +105,7 @@ impl Entry {
 
 /// `scheme://host:port` of a URL: what decides whether two outputs can share a connection.
 fn destination(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url
-        .get(after_scheme..)
-        .and_then(|rest| rest.find('/'))
-        .map_or(url.len(), |i| after_scheme + i);
-    url.get(..end).unwrap_or(url)
+    crate::config::outputs::split_origin(url).0
 }
 
 /// How many of the events at `from..to` in `entries` `encoder` carries.

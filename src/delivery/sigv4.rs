@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use ring::{digest, hmac};
 
 use crate::config::aws::SigV4;
-use crate::config::outputs::Secret;
+use crate::config::outputs::{Secret, split_origin};
 use crate::telemetry::time::civil;
 
 /// Headers never signed (botocore's list): hop-by-hop, tracing, and the client's name.
@@ -218,9 +218,8 @@ fn canonical_value(value: &str) -> String {
 
 /// `scheme://[userinfo@]host[:port]` → `(authority, scheme)`.
 fn authority(url: &str) -> (&str, &str) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = rest.get(..end).unwrap_or(rest);
+    let (origin, _) = split_origin(url);
+    let (scheme, authority) = origin.split_once("://").unwrap_or(("", origin));
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     (authority, scheme)
 }
@@ -242,11 +241,7 @@ pub fn host(url: &str) -> String {
 
 /// The path and query of a URL as sent (without any fragment).
 fn path_and_query(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let rest = url.get(after_scheme..).unwrap_or_default();
-    let rest = rest
-        .get(rest.find('/').unwrap_or(rest.len())..)
-        .unwrap_or_default();
+    let (_, rest) = split_origin(url);
     let rest = rest.split('#').next().unwrap_or_default();
     rest.split_once('?').unwrap_or((rest, ""))
 }

@@ -47,6 +47,7 @@ fn cases() -> Vec<Case> {
             "https://example.com/q?x=%2Fy&empty=&flag&k%20ey=v~alue%2A",
         ),
         case("POST", "https://EXAMPLE.com/v1/logs?"),
+        case("GET", "https://example.com?b=2&a=1"),
     ];
     let mut c = case("POST", "https://firehose.eu-west-1.amazonaws.com/");
     c.body = br#"{"DeliveryStreamName":"s","Records":[{"Data":"eyJhIjoxfQo="}]}"#.to_vec();
