@@ -172,11 +172,9 @@ impl Signer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Vec<(&'static str, String)> {
-        let host = host(url);
-        let mut all = headers.to_vec();
-        all.push(("host", &host));
-        let signed = self.sign("POST", url, &all, body, SystemTime::now());
-        let mut out = vec![("host", host.clone())];
+        // `sign` signs the host it derives from the URL, the one set here.
+        let signed = self.sign("POST", url, headers, body, SystemTime::now());
+        let mut out = vec![("host", host(url))];
         out.extend(signed.headers().map(|(n, v)| (n, v.to_string())));
         out
     }
