@@ -245,9 +245,19 @@ fn parse_dimension_sets(value: Option<&str>) -> Result<Vec<Vec<EmfDimension>>, C
 }
 
 impl Outputs {
+    /// Every network output's destination: the one list of them, so that what holds for all
+    /// (the delivery pipeline, the request budget) cannot miss one.
+    pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
+        let signals = self.otlp.iter().flat_map(|o| o.signals().map(|s| &s.to));
+        [&self.http, &self.firehose]
+            .into_iter()
+            .flatten()
+            .chain(signals)
+    }
+
     /// Whether anything is sent over the network (and so goes through the delivery pipeline).
     pub fn network(&self) -> bool {
-        self.http.is_some() || self.firehose.is_some() || self.otlp.is_some()
+        self.destinations().next().is_some()
     }
 }
 

@@ -304,17 +304,8 @@ impl Relay {
 /// How long a background request may take, retries included: three timeouts of the slowest
 /// output.
 fn request_budget(config: &Config) -> Duration {
-    let outputs = &config.outputs;
-    let http = [&outputs.http, &outputs.firehose]
-        .into_iter()
-        .flatten()
-        .map(|d| d.timeout);
-    let otlp = config
-        .outputs
-        .otlp
-        .iter()
-        .flat_map(|o| o.signals().map(|s| s.to.timeout));
-    http.into_iter().chain(otlp).max().unwrap_or_default() * 3
+    let timeouts = config.outputs.destinations().map(|d| d.timeout);
+    timeouts.max().unwrap_or_default() * 3
 }
 
 /// Whether the lifecycle must wait for a [`FlushReport`] before the `/next` that ends an
