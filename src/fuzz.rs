@@ -268,12 +268,7 @@ fn config_with(extra: &[(&str, &str)]) -> Config {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
     ];
-    let env = env
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::parse(&env).unwrap()
+    Config::parse(&crate::testing::env(&[&env[..], extra].concat())).unwrap()
 }
 
 #[test]

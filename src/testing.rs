@@ -1,10 +1,20 @@
-//! What unit tests share: the third-party validators `make test` installs in `target/py`.
+//! What unit tests share: environments for the config, and the third-party validators `make test`
+//! installs in `target/py`.
 
 use std::path::{Path, PathBuf};
 
 /// The project's root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An environment for `Config::parse` and its parts; a later pair wins over an earlier one of
+/// the same name (and an empty value counts as unset, as in the real environment).
+pub fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The venv's python, or `None` after saying loudly that `what` is skipped; under `CI=true` a

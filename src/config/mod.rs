@@ -407,10 +407,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut map = crate::testing::env(pairs);
         map.entry(RUNTIME_API.to_string())
             .or_insert_with(|| "127.0.0.1:9001".to_string());
         map

@@ -277,12 +277,7 @@ mod tests {
     use super::*;
 
     fn otlp(pairs: &[(&str, &str)]) -> Result<Option<OtlpOutput>, ConfigError> {
-        parse(
-            &pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        parse(&crate::testing::env(pairs))
     }
 
     #[test]

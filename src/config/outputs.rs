@@ -398,12 +398,7 @@ mod tests {
     }
 
     fn outputs(pairs: &[(&str, &str)]) -> Result<Outputs, ConfigError> {
-        Outputs::parse(
-            &pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Outputs::parse(&crate::testing::env(pairs))
     }
 
     #[test]

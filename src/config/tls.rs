@@ -114,11 +114,7 @@ mod tests {
     };
 
     fn files(pairs: &[(&str, &str)], general: Option<&TlsFiles>) -> Result<TlsFiles, String> {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        parse(&env, &VARS, general).map_err(|e| e.to_string())
+        parse(&crate::testing::env(pairs), &VARS, general).map_err(|e| e.to_string())
     }
 
     #[test]

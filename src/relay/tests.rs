@@ -3,19 +3,15 @@
 use super::*;
 use crate::config::StdoutFormat;
 use crate::telemetry::batch::parse;
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 /// A config for the relay: stdout off, these telemetry types, no network output.
 fn config(types: &str) -> Config {
-    let env: HashMap<String, String> = [
+    let env = crate::testing::env(&[
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
         ("TELEMETRY_RELAY_TYPES", types),
         ("TELEMETRY_RELAY_STDOUT_FORMAT", "none"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     let config = Config::parse(&env).unwrap();
     assert_eq!(config.stdout_format, StdoutFormat::None);
     config
@@ -118,17 +114,14 @@ fn the_relay_ends_when_every_sender_is_gone() {
 #[test]
 #[cfg(feature = "tls")]
 fn every_network_output_counts_for_the_request_budget() {
-    let env: HashMap<String, String> = [
+    let env = crate::testing::env(&[
         ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
         ("TELEMETRY_RELAY_FIREHOSE_STREAM", "s"),
         ("TELEMETRY_RELAY_FIREHOSE_TIMEOUT_MS", "700"),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "k"),
         ("AWS_SECRET_ACCESS_KEY", "s"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
     let config = Config::parse(&env).unwrap();
     assert_eq!(request_budget(&config), Duration::from_millis(2100));
 }

@@ -2,24 +2,15 @@ use std::collections::HashMap;
 
 use super::*;
 
+/// Lambda's variables, then `pairs` (an empty value unsets one).
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = [
+    let lambda = [
         (ACCESS_KEY_ID, "AKIDEXAMPLE"),
         (SECRET_ACCESS_KEY, "secret"),
         (SESSION_TOKEN, "token"),
         (REGION, "eu-west-1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in pairs {
-        if v.is_empty() {
-            env.remove(*k);
-        } else {
-            env.insert(k.to_string(), v.to_string());
-        }
-    }
-    env
+    ];
+    crate::testing::env(&[&lambda[..], pairs].concat())
 }
 
 #[test]

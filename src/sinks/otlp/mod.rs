@@ -268,24 +268,20 @@ pub(crate) mod tests_support {
     use super::*;
     use crate::sinks::Encoder;
     use crate::telemetry::batch::parse;
-    use std::collections::HashMap;
 
     pub fn common() -> Common {
         common_in(Encoding::Json)
     }
 
     pub fn common_in(encoding: Encoding) -> Common {
-        let env: HashMap<String, String> = [
+        let env = crate::testing::env(&[
             ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1"),
             ("AWS_LAMBDA_FUNCTION_NAME", "checkout-api"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
             ("AWS_REGION", "eu-west-1"),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let config = Config::parse(&env).unwrap();
         Common::new(&config, encoding)
     }
