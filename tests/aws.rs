@@ -204,8 +204,9 @@ fn moto_refuses_a_wrong_signature_and_it_is_counted() {
     );
 }
 
-/// The stand-in, checking signatures for the emulator's credentials.
-fn standin(python: &Path) -> (Daemon, PathBuf) {
+/// A run beside the stand-in (checking signatures for the emulator's credentials), given its
+/// port; the run, which must have exited cleanly, and every request the stand-in saw.
+fn beside_standin(python: &Path, run: impl FnOnce(u16) -> Run) -> (Run, Vec<Value>) {
     let port = free_port();
     let report = temp("aws-standin", port);
     let mut command = Command::new(python);
@@ -215,7 +216,15 @@ fn standin(python: &Path) -> (Daemon, PathBuf) {
         EMULATOR_KEY,
         EMULATOR_SECRET,
     ]);
-    (Daemon::start(command, port, "aws_standin.py"), report)
+    let daemon = Daemon::start(command, port, "aws_standin.py");
+    let run = run(port);
+    run.assert_clean_exit();
+    drop(daemon);
+    let requests = read_json(&report)
+        .as_array()
+        .cloned()
+        .expect("the stand-in reports a list");
+    (run, requests)
 }
 
 #[test]
@@ -223,27 +232,24 @@ fn otlp_to_xray_and_cloudwatch_logs_is_signed_for_each_service() {
     let Some(python) = venv_python("aws_standin.py") else {
         return;
     };
-    let (daemon, report) = standin(&python);
-    let run = Run::new(&[
-        "--invokes",
-        "3",
-        "--env",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://xray.us-east-1.amazonaws.com/v1/traces",
-        "--env",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=https://logs.us-east-1.amazonaws.com/v1/logs",
-        "--env",
-        &format!("AWS_ENDPOINT_URL=http://127.0.0.1:{}", daemon.port),
-        "--env",
-        "TELEMETRY_RELAY_CLOUDWATCH_LOG_GROUP=/relay/test",
-        "--env",
-        "TELEMETRY_RELAY_TYPES=platform,function,extension",
-        "--env",
-        "TELEMETRY_RELAY_LOG=info",
-    ]);
-    run.assert_clean_exit();
-    drop(daemon);
-    let requests = read_json(&report);
-    let requests = requests.as_array().unwrap();
+    let (run, requests) = beside_standin(&python, |port| {
+        Run::new(&[
+            "--invokes",
+            "3",
+            "--env",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://xray.us-east-1.amazonaws.com/v1/traces",
+            "--env",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=https://logs.us-east-1.amazonaws.com/v1/logs",
+            "--env",
+            &format!("AWS_ENDPOINT_URL=http://127.0.0.1:{port}"),
+            "--env",
+            "TELEMETRY_RELAY_CLOUDWATCH_LOG_GROUP=/relay/test",
+            "--env",
+            "TELEMETRY_RELAY_TYPES=platform,function,extension",
+            "--env",
+            "TELEMETRY_RELAY_LOG=info",
+        ])
+    });
     run.check(
         requests
             .iter()
@@ -311,12 +317,9 @@ fn a_throttled_call_and_a_failed_record_lose_nothing() {
     let Some(python) = venv_python("aws_standin.py") else {
         return;
     };
-    let (daemon, report) = standin(&python);
-    let run = firehose_run(daemon.port, (EMULATOR_KEY, EMULATOR_SECRET), "relay", &[]);
-    run.assert_clean_exit();
-    drop(daemon);
-    let calls = read_json(&report);
-    let calls = calls.as_array().unwrap();
+    let (run, calls) = beside_standin(&python, |port| {
+        firehose_run(port, (EMULATOR_KEY, EMULATOR_SECRET), "relay", &[])
+    });
     run.check(
         calls
             .iter()

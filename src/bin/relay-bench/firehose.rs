@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Args, emulate, percentile};
+use crate::{Args, dropped, emulate, percentile};
 
 /// Kills moto when the row is done, however it ends.
 struct Moto(Child);
@@ -92,21 +92,7 @@ pub fn row(args: &Args) -> Result<(), String> {
         if let Some(cpu) = report["cpu_ms"].as_f64().filter(|c| *c > 0.0) {
             per_cpu.push(events / (cpu / 1000.0));
         }
-        lost += report["stderr"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter(|l| l.contains("firehose"))
-            .filter_map(|l| {
-                l.split(" dropped=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>();
+        lost += dropped(&report, "output firehose:");
     }
     println!(
         "\nFirehose against moto (request authentication on), 50 POSTs of a full 1000-event \

@@ -106,6 +106,27 @@ pub const METRICS: [&str; 6] = [
     "CPU time, ms",
 ];
 
+/// Events the extension's SHUTDOWN summary counts as dropped, over the outputs whose line
+/// contains `output` (every output's with "").
+pub fn dropped(report: &Value, output: &str) -> u64 {
+    report["stderr"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|l| l.contains(output))
+        .filter_map(|l| {
+            l.split(" dropped=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
     if values.is_empty() {
         return None;

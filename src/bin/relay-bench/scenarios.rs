@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{Args, emulate, figures, percentile, show};
+use crate::{Args, dropped, emulate, figures, percentile, show};
 
 /// Three runs of 50 back-to-back full batches (`--blast`), stdout in JSON, plus `extra`.
 fn blasts(args: &Args, extra: &[&str]) -> Result<Vec<Value>, String> {
@@ -70,18 +70,7 @@ pub fn outputs(args: &Args) -> Result<(), String> {
             let [_, mean_post, _, _, peak, _] = figures(&report);
             post.extend(mean_post);
             rss.extend(peak);
-            lost += report["stderr"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .filter_map(|l| {
-                    l.split(" dropped=")
-                        .nth(1)
-                        .and_then(|n| n.split(' ').next())
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                })
-                .sum::<u64>();
+            lost += dropped(&report, "");
         }
         println!(
             "| {name} | {} | {} | {lost} |",
