@@ -30,10 +30,17 @@ pub const CLOUDWATCH_LOG_GROUP: &str = "TELEMETRY_RELAY_CLOUDWATCH_LOG_GROUP";
 pub const CLOUDWATCH_LOG_STREAM: &str = "TELEMETRY_RELAY_CLOUDWATCH_LOG_STREAM";
 const LOG_STREAM_NAME: &str = "AWS_LAMBDA_LOG_STREAM_NAME";
 
-/// The variables of ours that are AWS's names.
+/// The variables we read that are AWS's names.
 pub fn is_aws_var(name: &str) -> bool {
     name.starts_with(ENDPOINT_URL)
-        || [ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN].contains(&name)
+        || [
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            SESSION_TOKEN,
+            REGION,
+            DEFAULT_REGION,
+        ]
+        .contains(&name)
 }
 
 /// The execution environment's credentials.

@@ -196,8 +196,6 @@ fn is_ours(name: &str) -> bool {
     ["TELEMETRY_RELAY_", "OTEL_", "AWS_LAMBDA_"]
         .iter()
         .any(|p| name.starts_with(p))
-        || name == "AWS_REGION"
-        || name == "AWS_DEFAULT_REGION"
         || aws::is_aws_var(name)
 }
 
