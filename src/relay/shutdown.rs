@@ -17,6 +17,9 @@ use crate::{sys, warn};
 
 /// Time kept in hand before the SHUTDOWN deadline for draining and exiting.
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(300);
+/// Time kept for the outputs' last requests (aggregated metrics are exported only then) when
+/// the wait for missing reports would otherwise use all that is left (at most a quarter of it).
+const DRAIN_RESERVE: Duration = Duration::from_millis(500);
 /// How long after the platform's `timeoutMs` a batch may still be on its way.
 pub const QUIET_EXTRA: Duration = Duration::from_millis(50);
 /// How often the wait looks at the clock and the SIGTERM count.
@@ -51,6 +54,8 @@ impl Relay {
             .saturating_sub(SHUTDOWN_MARGIN);
         let hard_stop = start + left;
         self.hard_stop = Some(hard_stop);
+        // Missing reports are waited for only so long that the outputs keep time to drain.
+        let reports_until = hard_stop - (left / 4).min(DRAIN_RESERVE);
         if !self.telemetry {
             return Ended::Drained;
         }
@@ -63,7 +68,7 @@ impl Relay {
             if self.pending.is_empty() && now >= quiet_until {
                 return Ended::Drained;
             }
-            if now >= hard_stop {
+            if now >= reports_until {
                 self.counters.reports_missing_at_shutdown = self.pending.len() as u64;
                 warn!(
                     "SHUTDOWN deadline near: exiting without the report of {} invocation(s)",
@@ -79,7 +84,7 @@ impl Relay {
             let until = if self.pending.is_empty() {
                 quiet_until.min(hard_stop)
             } else {
-                hard_stop
+                reports_until
             };
             let wait = until.saturating_duration_since(now).min(SHUTDOWN_POLL);
             match rx.recv_timeout(wait) {
