@@ -66,6 +66,16 @@ impl<V> ByRequest<V> {
         self.entries.get(index).map(|(_, _, v)| v)
     }
 
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        let index = self.position(hash(id), id)?;
+        self.entries.get_mut(index).map(|(_, _, v)| v)
+    }
+
+    /// The id of the entry inserted first of those still here.
+    pub fn oldest(&self) -> Option<&str> {
+        self.entries.front().map(|(_, k, _)| &**k)
+    }
+
     /// Where `id` is, searched newest first.
     fn position(&self, hash: u64, id: &str) -> Option<usize> {
         self.entries

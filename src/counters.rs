@@ -35,12 +35,78 @@ pub struct Counters {
     pub dropped_by_buffer: u64,
     /// Over all network outputs: requests that failed.
     pub failed_sends: u64,
+    /// What sampling, the level floor, the dropped types and redaction did.
+    pub filter: FilterCounters,
+}
+
+/// Every decision the filter made, counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FilterCounters {
+    pub invocations_sampled_out: u64,
+    /// Records (lines and platform events) of sampled-out invocations, not relayed.
+    pub records_sampled_out: u64,
+    pub dropped_by_level: u64,
+    pub dropped_by_type: u64,
+    /// Records kept because their invocation's hold overflowed.
+    pub kept_hold_overflow: u64,
+    /// Records kept because their invocation's outcome never came.
+    pub kept_outcome_missing: u64,
+    /// Redactions per detector, in the order of `config::filter::Detector`.
+    pub redactions: [u64; 7],
+}
+
+impl FilterCounters {
+    /// `(snake_case name, CamelCase name, value)` of each counter, for the summary, OTLP and
+    /// EMF; the redactions as `redactions_<detector>`.
+    pub fn named(&self) -> [(&'static str, &'static str, u64); 13] {
+        let r = self.redactions;
+        [
+            (
+                "invocations_sampled_out",
+                "InvocationsSampledOut",
+                self.invocations_sampled_out,
+            ),
+            (
+                "records_sampled_out",
+                "RecordsSampledOut",
+                self.records_sampled_out,
+            ),
+            (
+                "records_dropped_by_level",
+                "RecordsDroppedByLevel",
+                self.dropped_by_level,
+            ),
+            (
+                "records_dropped_by_type",
+                "RecordsDroppedByType",
+                self.dropped_by_type,
+            ),
+            (
+                "records_kept_hold_overflow",
+                "RecordsKeptHoldOverflow",
+                self.kept_hold_overflow,
+            ),
+            (
+                "records_kept_outcome_missing",
+                "RecordsKeptOutcomeMissing",
+                self.kept_outcome_missing,
+            ),
+            // In the order of `config::filter::Detector`.
+            ("redactions_aws_key", "RedactionsAwsKey", r[0]),
+            ("redactions_secret", "RedactionsSecret", r[1]),
+            ("redactions_authorization", "RedactionsAuthorization", r[2]),
+            ("redactions_jwt", "RedactionsJwt", r[3]),
+            ("redactions_card", "RedactionsCard", r[4]),
+            ("redactions_email", "RedactionsEmail", r[5]),
+            ("redactions_pattern", "RedactionsPattern", r[6]),
+        ]
+    }
 }
 
 impl Counters {
-    /// The shutdown summary's `key=value` list.
+    /// The shutdown summary's `key=value` list; the filter's counters only if it did anything.
     pub fn summary(&self) -> String {
-        format!(
+        let mut line = format!(
             "invokes={} posts={} events={} relayed={} malformed_posts={} bad_events={} \
              oversize_posts={} refused_requests={} own_echoes_dropped={} \
              platform_dropped_records={} write_errors={} reports_missing={}",
@@ -56,7 +122,14 @@ impl Counters {
             self.platform_dropped_records,
             self.write_errors,
             self.reports_missing_at_shutdown
-        )
+        );
+        let filter = self.filter.named();
+        if filter.iter().any(|(_, _, n)| *n > 0) {
+            for (name, _, n) in filter {
+                line.push_str(&format!(" {name}={n}"));
+            }
+        }
+        line
     }
 }
 

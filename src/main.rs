@@ -18,6 +18,7 @@ mod by_request;
 mod config;
 mod counters;
 mod delivery;
+mod filter;
 #[cfg(test)]
 mod fuzz;
 mod lambda;

@@ -68,6 +68,18 @@ fn config_mistakes_reach_init_error() {
             "OTEL_METRIC_EXPORT_INTERVAL=\"1m\" is not valid: expected a whole number from 0 to 86400000 (default 60000)",
         ),
         (
+            "TELEMETRY_RELAY_REDACT_PATTERNS=cust-(\\d+",
+            "TELEMETRY_RELAY_REDACT_PATTERNS=\"cust-(\\\\d+\" is not valid: it is not a regular expression this build can compile",
+        ),
+        (
+            "TELEMETRY_RELAY_SAMPLE_RATE=10%",
+            "TELEMETRY_RELAY_SAMPLE_RATE=\"10%\" is not valid: expected a fraction from 0 to 1",
+        ),
+        (
+            "TELEMETRY_RELAY_REDACT=emails",
+            "TELEMETRY_RELAY_REDACT=\"emails\" is not valid: \"emails\" is not a detector",
+        ),
+        (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=/proc/self/status",
             "a client certificate needs its private key: set OTEL_EXPORTER_OTLP_CLIENT_KEY too",
         ),

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use crate::log::Level;
 
 pub mod aws;
+pub mod filter;
 pub mod otlp;
 pub mod outputs;
 pub mod tls;
@@ -88,6 +89,8 @@ pub struct Config {
     pub log_level: Level,
     /// The network outputs and the buffer in front of them.
     pub outputs: Outputs,
+    /// Sampling, the level floor, dropped types and redaction.
+    pub filtering: filter::Filtering,
     /// `AWS_LAMBDA_FUNCTION_NAME` and `_VERSION`, for the metrics' dimensions.
     pub function_name: String,
     pub function_version: String,
@@ -263,6 +266,7 @@ impl Config {
             stdout_format: parse_stdout_format(get(STDOUT_FORMAT))?,
             log_level: parse_log_level(get(LOG))?,
             outputs,
+            filtering: filter::Filtering::parse(env)?,
             function_name: get(FUNCTION_NAME).unwrap_or("unknown").to_string(),
             function_version: get(FUNCTION_VERSION).unwrap_or("$LATEST").to_string(),
             region: get("AWS_REGION")

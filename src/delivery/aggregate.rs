@@ -32,12 +32,17 @@ impl Delivery {
         let mut events = 0;
         let mut nothing = Vec::new();
         for entry in &self.entries {
-            for event in entry.events(seq, u64::MAX) {
-                if output.sink.encoder.carries(&event) {
+            for (event, seen_by) in entry.events(seq, u64::MAX) {
+                seq += 1;
+                let encoder = &mut output.sink.encoder;
+                if !seen_by.reaches(encoder.audience()) {
+                    encoder.skipped(&event);
+                    continue;
+                }
+                if encoder.carries(&event) {
                     events += 1;
                 }
-                output.sink.encoder.event(&event, &mut nothing);
-                seq += 1;
+                encoder.event(&event, &mut nothing);
             }
         }
         output.cursor = seq;

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use crate::counters::{OutputCounters, add};
 use crate::msg::{Msg, Outcome, Receipt};
 use crate::sinks::{Encoder, NetworkSink};
-use crate::telemetry::batch::{Batch, Event};
+use crate::telemetry::batch::{Audience, Batch, Event, Pick};
 use crate::warn;
 use output::{Aggregate, Health, InFlight, Output};
 use sender::SenderThread;
@@ -74,8 +74,8 @@ const RETRY_PAUSE_CAP: Duration = Duration::from_secs(5);
 
 struct Entry {
     batch: Batch,
-    /// Indices into `batch` of the events that are relayed (our own echoes are not).
-    kept: Vec<u32>,
+    /// The events of `batch` that are relayed (our own echoes are not), with who sees each.
+    kept: Vec<Pick>,
     first_seq: u64,
     footprint: usize,
 }
@@ -86,7 +86,7 @@ impl Entry {
     }
 
     /// The events at sequence numbers `from..to` that sit in this entry.
-    fn events(&self, from: u64, to: u64) -> impl Iterator<Item = Event<'_>> {
+    fn events(&self, from: u64, to: u64) -> impl Iterator<Item = (Event<'_>, Audience)> {
         let skip = from.saturating_sub(self.first_seq);
         let take = to
             .min(self.end_seq())
@@ -99,7 +99,7 @@ impl Entry {
             .iter()
             .skip(skip)
             .take(take)
-            .filter_map(|&i| self.batch.get(i as usize))
+            .filter_map(|&p| Some((self.batch.get(p.index())?, p.audience())))
     }
 }
 
@@ -119,7 +119,7 @@ fn carried<'a>(
     for entry in entries {
         n += entry
             .events(from, to)
-            .filter(|e| encoder.carries(e))
+            .filter(|(e, seen_by)| seen_by.reaches(encoder.audience()) && encoder.carries(e))
             .count() as u64;
     }
     n
@@ -218,11 +218,11 @@ impl Delivery {
     }
 
     /// Buffers the `kept` events of `batch`, dropping the oldest batches if over the limit.
-    pub fn push(&mut self, batch: Batch, kept: Vec<u32>) {
+    pub fn push(&mut self, batch: Batch, kept: Vec<Pick>) {
         if kept.is_empty() || self.outputs.is_empty() {
             return;
         }
-        let footprint = batch.footprint() + kept.capacity() * std::mem::size_of::<u32>();
+        let footprint = batch.footprint() + kept.capacity() * std::mem::size_of::<Pick>();
         let entry = Entry {
             first_seq: self.next_seq,
             batch,
@@ -327,15 +327,19 @@ impl Delivery {
         let mut events = 0;
         let mut wrote = false;
         'entries: for entry in &self.entries {
-            for event in entry.events(seq, u64::MAX) {
+            for (event, seen_by) in entry.events(seq, u64::MAX) {
                 if body.len() >= MAX_REQUEST_BYTES {
                     break 'entries;
+                }
+                seq += 1;
+                if !seen_by.reaches(encoder.audience()) {
+                    encoder.skipped(&event);
+                    continue;
                 }
                 if encoder.carries(&event) {
                     events += 1;
                 }
                 wrote |= encoder.event(&event, &mut body);
-                seq += 1;
             }
             // `seq` is contiguous: entries are, and the cursor never points into a gap.
         }

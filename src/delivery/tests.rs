@@ -130,7 +130,7 @@ fn two_entries() -> usize {
 fn a_batch_stays_until_every_output_sent_it() {
     let mut d = delivery(1 << 20);
     let (b, kept) = batch(3);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 0, 3);
     d.delivered(receipt(0, Outcome::Sent));
     in_flight(&mut d, 2, 3);
@@ -158,12 +158,12 @@ fn a_batch_stays_until_every_output_sent_it() {
 fn a_full_buffer_drops_the_oldest_and_counts_per_output() {
     let mut d = delivery(two_entries());
     let (b, kept) = batch(2);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 0, 2);
     d.delivered(receipt(0, Outcome::Sent));
     for _ in 0..3 {
         let (b, kept) = batch(2);
-        d.push(b, kept);
+        d.push(b, kept.into_iter().map(Pick::all).collect());
     }
     // Output a had sent the first batch; b had not. Each lost the second one.
     assert_eq!(counters(&d, 0).dropped, 2);
@@ -177,13 +177,13 @@ fn a_full_buffer_drops_the_oldest_and_counts_per_output() {
 fn events_evicted_while_in_flight_are_counted_once() {
     let mut d = delivery(two_entries());
     let (b, kept) = batch(2);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     for i in 0..3 {
         in_flight(&mut d, i, 2);
     }
     for _ in 0..3 {
         let (b, kept) = batch(2);
-        d.push(b, kept);
+        d.push(b, kept.into_iter().map(Pick::all).collect());
     }
     // Output a's request is accepted: its 2 events are sent, not dropped.
     d.delivered(receipt(0, Outcome::Sent));
@@ -211,11 +211,11 @@ fn a_retry_after_eviction_does_not_count_the_gap_again() {
     // meanwhile were counted then, and giving up later must not count them again.
     let mut d = delivery(two_entries());
     let (b, kept) = batch(2);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 1, 2);
     for _ in 0..4 {
         let (b, kept) = batch(2);
-        d.push(b, kept);
+        d.push(b, kept.into_iter().map(Pick::all).collect());
     }
     d.delivered(receipt(
         1,
@@ -234,7 +234,7 @@ fn a_retry_after_eviction_does_not_count_the_gap_again() {
 fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
     let mut d = delivery(1 << 20);
     let (b, kept) = batch(4);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 0, 4);
     d.delivered(receipt(
         0,
@@ -258,7 +258,7 @@ fn retry_keeps_the_cursor_and_rejection_drops_with_a_count() {
 fn an_output_that_carries_nothing_in_a_batch_moves_on_without_a_request() {
     let mut d = delivery(1 << 20);
     let (b, kept) = batch(1);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     d.send(2, Instant::now());
     assert!(d.outputs[2].in_flight.is_none());
     assert_eq!(d.outputs[2].cursor, 1);
@@ -283,7 +283,7 @@ fn counters_balance_under_any_interleaving() {
             match next() % 4 {
                 0 | 1 => {
                     let (b, kept) = batch(1 + (next() % 4) as usize);
-                    d.push(b, kept);
+                    d.push(b, kept.into_iter().map(Pick::all).collect());
                 }
                 2 if d.outputs[i].in_flight.is_none() && d.outputs[i].cursor < d.next_seq => {
                     let end = d.next_seq.min(d.outputs[i].cursor + 1 + next() % 5);
@@ -312,7 +312,7 @@ fn counters_balance_under_any_interleaving() {
 fn a_partial_success_is_sent_and_its_rejected_items_counted_apart() {
     let mut d = delivery(1 << 20);
     let (b, kept) = batch(4);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 0, 4);
     let outcome = Outcome::Partial {
         rejected: 7,
@@ -330,7 +330,7 @@ fn a_partial_success_is_sent_and_its_rejected_items_counted_apart() {
 fn a_retry_waits_at_least_as_long_as_the_backend_asked() {
     let mut d = delivery(1 << 20);
     let (b, kept) = batch(2);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     in_flight(&mut d, 0, 2);
     let asked = Duration::from_secs(30);
     let before = Instant::now();
@@ -397,13 +397,13 @@ fn pump(d: &mut Delivery) {
 fn an_aggregating_output_exports_on_its_interval_and_on_closing() {
     let (mut d, exports) = folding(Duration::from_secs(3600));
     let (b, kept) = batch(4);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     pump(&mut d);
     // The first export is not held.
     assert_eq!(d.outputs[0].in_flight.map(|f| f.events), Some(2));
     d.delivered(receipt(0, Outcome::Sent));
     let (b, kept) = batch(4);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     pump(&mut d);
     // Folded, not due: nothing in flight, the batch released, but not idle.
     assert!(d.outputs[0].in_flight.is_none());
@@ -421,7 +421,7 @@ fn an_aggregating_output_exports_on_its_interval_and_on_closing() {
     ));
     assert_eq!(counters(&d, 0).failed_sends, 1);
     let (b, kept) = batch(2);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     d.outputs[0].retry_at = None;
     pump(&mut d);
     // The failed export goes again with what came since, folded once.
@@ -438,11 +438,11 @@ fn an_aggregating_output_exports_on_its_interval_and_on_closing() {
 fn what_an_aggregating_output_never_exported_is_dropped_at_the_end() {
     let (mut d, _) = folding(Duration::from_secs(3600));
     let (b, kept) = batch(4);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     pump(&mut d);
     d.delivered(receipt(0, Outcome::Rejected("HTTP 400".into())));
     let (b, kept) = batch(6);
-    d.push(b, kept);
+    d.push(b, kept.into_iter().map(Pick::all).collect());
     pump(&mut d);
     d.abandon();
     let c = counters(&d, 0);
@@ -455,7 +455,7 @@ fn an_interval_of_zero_exports_every_batch() {
     let (mut d, exports) = folding(Duration::ZERO);
     for _ in 0..3 {
         let (b, kept) = batch(2);
-        d.push(b, kept);
+        d.push(b, kept.into_iter().map(Pick::all).collect());
         pump(&mut d);
         d.delivered(receipt(0, Outcome::Sent));
     }

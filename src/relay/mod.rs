@@ -23,6 +23,7 @@ use crate::by_request::ByRequest;
 use crate::config::{Config, TelemetryType};
 use crate::counters::{Counters, add};
 use crate::delivery::Delivery;
+use crate::filter::{Filter, Released};
 use crate::listener::Listener;
 use crate::msg::{Backlog, Msg};
 use crate::telemetry::batch::{Kind, Parsed};
@@ -72,6 +73,10 @@ pub struct Relay {
     /// After SHUTDOWN: when we must be done.
     hard_stop: Option<Instant>,
     flush: Flush,
+    /// Redaction, sampling and its hold, the level floor, dropped types.
+    filter: Filter,
+    /// What the filter released for the outputs, reused.
+    released: Vec<Released>,
 }
 
 impl Relay {
@@ -108,6 +113,8 @@ impl Relay {
             listener_closed: false,
             hard_stop: None,
             flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
+            filter: Filter::new(config),
+            released: Vec::new(),
         }
     }
 
@@ -162,9 +169,12 @@ impl Relay {
     /// The counters as the outputs that report them (EMF, OTLP metrics) see them now.
     fn snapshot(&self) -> Counters {
         let (dropped, failed) = self.delivery.as_ref().map_or((0, 0), Delivery::losses);
+        let mut filter = self.filter.counters;
+        filter.redactions = self.filter.redactions();
         Counters {
             dropped_by_buffer: dropped,
             failed_sends: failed,
+            filter,
             ..self.counters
         }
     }
@@ -206,6 +216,7 @@ impl Relay {
             }
             Msg::Invoke { request_id, xray } => {
                 add(&mut self.counters.invokes, 1);
+                self.filter.invoked(&request_id, xray.as_deref());
                 if let Some(delivery) = &mut self.delivery {
                     delivery.invoked(&request_id, xray.as_deref());
                     self.flush.invoked(&request_id, delivery);
@@ -274,13 +285,36 @@ impl Relay {
                 _ => {}
             }
         }
-        self.printer.print(&parsed.batch, &kept, &mut self.counters);
+        let mut released = std::mem::take(&mut self.released);
+        self.filter.admit(parsed.batch, kept, &mut released);
+        self.hand_on(&mut released);
+        self.released = released;
         if let Some(delivery) = &mut self.delivery {
-            delivery.push(parsed.batch, kept);
             for request_id in runtime_done {
                 self.flush.runtime_done(&request_id, delivery);
             }
         }
+    }
+
+    /// Prints and buffers what the filter released.
+    fn hand_on(&mut self, released: &mut Vec<Released>) {
+        for Released { batch, picks } in released.drain(..) {
+            self.printer.print(&batch, &picks, &mut self.counters);
+            if let Some(delivery) = &mut self.delivery {
+                delivery.push(batch, picks);
+            }
+        }
+    }
+
+    /// No batch is to come: what the filter still holds goes on, kept (fail open).
+    fn release_held(&mut self) {
+        if !self.filter.holding() {
+            return;
+        }
+        let mut released = std::mem::take(&mut self.released);
+        self.filter.release_all(&mut released);
+        self.hand_on(&mut released);
+        self.released = released;
     }
 
     fn summary(&self) {

@@ -6,7 +6,7 @@
 use crate::counters::{Counters, add};
 use crate::sinks::emf::Emf;
 use crate::sinks::stdout::{StdoutSink, write_lines};
-use crate::telemetry::batch::{Batch, Event};
+use crate::telemetry::batch::{Audience, Batch, Event, Pick};
 use crate::telemetry::echo::EchoGuard;
 use crate::warn;
 
@@ -34,18 +34,23 @@ impl Printer {
         self.guard.as_mut().is_some_and(|g| g.is_own(event))
     }
 
-    /// Prints the `kept` events of `batch` and the EMF documents they complete.
-    pub fn print(&mut self, batch: &Batch, kept: &[u32], counters: &mut Counters) {
-        let events = || kept.iter().filter_map(|&i| batch.get(i as usize));
+    /// Prints the `kept` events of `batch` that are records, and the EMF documents they
+    /// complete (from every kept event: sampling does not change a metric).
+    pub fn print(&mut self, batch: &Batch, kept: &[Pick], counters: &mut Counters) {
+        let events = |audience: Audience| {
+            kept.iter()
+                .filter(move |p| p.audience().reaches(audience))
+                .filter_map(|p| batch.get(p.index()))
+        };
         if let Some(stdout) = &mut self.stdout {
-            match stdout.write(events(), self.guard.as_mut()) {
+            match stdout.write(events(Audience::RECORDS), self.guard.as_mut()) {
                 Ok(n) => add(&mut counters.relayed, n as u64),
                 Err(e) => write_failed(counters, "events", &e),
             }
         }
         if let Some(emf) = &mut self.emf {
             self.emf_buffer.clear();
-            for event in events() {
+            for event in events(Audience::METRICS) {
                 emf.event(&event, &mut self.emf_buffer);
             }
             self.flush_emf(counters);

@@ -111,6 +111,9 @@ impl Relay {
             delivery.closing();
         }
         loop {
+            if self.listener_closed {
+                self.release_held();
+            }
             self.send_now(hard_stop);
             let outputs_idle = self.delivery.as_ref().is_none_or(Delivery::idle);
             if self.listener_closed && outputs_idle {
@@ -126,6 +129,8 @@ impl Relay {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        // Whatever is still held is at least printed; the outputs count it as dropped.
+        self.release_held();
         if let Some(delivery) = &mut self.delivery {
             delivery.abandon();
         }

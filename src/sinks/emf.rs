@@ -133,6 +133,9 @@ impl Emf {
         for (name, value) in named {
             doc.metric(name, Unit::Count, Some(value as f64));
         }
+        for (_, name, value) in c.filter.named() {
+            doc.metric(name, Unit::Count, Some(value as f64));
+        }
         self.write(doc, None, out);
     }
 

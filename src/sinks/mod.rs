@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::config::otlp::{Protocol, Signal};
 use crate::config::outputs::Destination;
 use crate::counters::Counters;
-use crate::telemetry::batch::Event;
+use crate::telemetry::batch::{Audience, Event};
 use otlp::wire::Encoding;
 
 /// Turns events into one network output's request bodies.
@@ -25,6 +25,13 @@ pub trait Encoder: Send {
     fn carries(&self, _event: &Event) -> bool {
         true
     }
+    /// Which events it is for: records (the default), spans or metrics. An event outside its
+    /// audience is not carried; it is shown to [`skipped`](Self::skipped) instead.
+    fn audience(&self) -> Audience {
+        Audience::RECORDS
+    }
+    /// An event outside this output's audience went by (a sampled-out invocation's start, say).
+    fn skipped(&mut self, _event: &Event) {}
     /// Appends what `event` completes; returns whether anything was written.
     fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool;
     /// INVOKE `request_id` arrived, with its X-Ray trace header if traced.

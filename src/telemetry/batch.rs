@@ -283,6 +283,143 @@ impl Batch {
     }
 }
 
+/// Who is to see an event: the outputs of records (stdout, OTLP logs, NDJSON, Firehose), of
+/// spans (OTLP traces) and of metrics (EMF, OTLP metrics). Sampling and the dropped types
+/// narrow it; metrics see every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience(u8);
+
+impl Audience {
+    pub const RECORDS: Audience = Audience(1);
+    pub const SPANS: Audience = Audience(2);
+    pub const METRICS: Audience = Audience(4);
+    pub const ALL: Audience = Audience(7);
+
+    /// Without the outputs in `other`.
+    pub fn without(self, other: Audience) -> Audience {
+        Audience(self.0 & !other.0)
+    }
+
+    /// Whether any output in `other` is in this audience.
+    pub fn reaches(self, other: Audience) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+/// An event of a batch, by index, and its audience, in four bytes: the delivery buffer keeps
+/// one per buffered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick(u32);
+
+impl Pick {
+    /// Index bits; a body is capped far below 2^29 events.
+    const INDEX: u32 = (1 << 29) - 1;
+
+    pub fn new(index: u32, audience: Audience) -> Pick {
+        Pick((index & Pick::INDEX) | (u32::from(audience.0) << 29))
+    }
+
+    /// Seen by every output.
+    pub fn all(index: u32) -> Pick {
+        Pick::new(index, Audience::ALL)
+    }
+
+    pub fn index(self) -> usize {
+        (self.0 & Pick::INDEX) as usize
+    }
+
+    pub fn audience(self) -> Audience {
+        Audience((self.0 >> 29) as u8)
+    }
+}
+
+/// A batch made of events copied out of others, each record kept or replaced: what a held
+/// invocation's events are kept in, and what redaction makes of a batch.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    batch: Batch,
+}
+
+impl BatchBuilder {
+    /// Appends event `index` of `from`, with `record` in place of its record if given.
+    pub fn push(&mut self, from: &Batch, index: usize, record: Option<&str>) {
+        let Some(slot) = from.slots.get(index) else {
+            return;
+        };
+        let text = |p: Piece| {
+            let start = p.start as usize;
+            from.body
+                .get(start..start + p.len as usize)
+                .unwrap_or_default()
+        };
+        let body = &mut self.batch.body;
+        let Ok(base) = u32::try_from(body.len()) else {
+            return;
+        };
+        let raw = slot.raw;
+        let old = slot.record;
+        let (record, grew) = match record {
+            Some(r) => (r, r.len() as i64 - i64::from(old.len)),
+            None => (text(old), 0),
+        };
+        let before = Piece {
+            start: raw.start,
+            len: old.start - raw.start,
+        };
+        let after_start = old.start + old.len;
+        let after = Piece {
+            start: after_start,
+            len: (raw.start + raw.len).saturating_sub(after_start),
+        };
+        body.push_str(text(before));
+        body.push_str(record);
+        body.push_str(text(after));
+        // Pieces keep their place relative to the event; those after the record move by as
+        // much as it grew.
+        let moved = |p: Piece| -> Piece {
+            let offset = i64::from(p.start) - i64::from(raw.start);
+            let offset = if p.start >= after_start {
+                offset + grew
+            } else {
+                offset
+            };
+            Piece {
+                start: base.saturating_add(u32::try_from(offset).unwrap_or(0)),
+                len: p.len,
+            }
+        };
+        let new_len = u32::try_from(i64::from(raw.len) + grew).unwrap_or(0);
+        self.batch.slots.push(Slot {
+            raw: Piece {
+                start: base,
+                len: new_len,
+            },
+            time: if slot.time.len > 0 {
+                moved(slot.time)
+            } else {
+                Piece::default()
+            },
+            type_name: moved(slot.type_name),
+            record: Piece {
+                start: base + (old.start - raw.start),
+                len: u32::try_from(record.len()).unwrap_or(0),
+            },
+            kind: slot.kind,
+        });
+    }
+
+    /// Bytes of event text held.
+    pub fn bytes(&self) -> usize {
+        self.batch.body.len()
+    }
+
+    pub fn finish(mut self) -> Batch {
+        self.batch.body.shrink_to_fit();
+        self.batch.slots.shrink_to_fit();
+        self.batch
+    }
+}
+
 /// One event, borrowed from its batch. Every `&str` here is raw JSON text.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
@@ -579,5 +716,45 @@ mod tests {
         assert_eq!(events[1].log_record(), LogRecord::Json("[1,2]"));
         assert_eq!(events[2].kind, Kind::Other);
         assert_eq!(events[2].time, None);
+    }
+
+    #[test]
+    fn a_built_batch_carries_copied_and_replaced_events() {
+        let parsed = parse(
+            br#"[{"time":"t1","type":"function","record":"a\n"},
+                {"record":{"k":1},"type":"platform.start","time":"t2","x":1},
+                {"type":"extension","record":"keep"}]"#
+                .to_vec(),
+        );
+        let mut b = BatchBuilder::default();
+        b.push(&parsed.batch, 1, Some(r#"{"k":"longer value"}"#));
+        b.push(&parsed.batch, 0, None);
+        b.push(&parsed.batch, 2, Some("\"\""));
+        b.push(&parsed.batch, 7, None);
+        let built = b.finish();
+        assert_eq!(built.len(), 3);
+        let events: Vec<Event> = built.events().collect();
+        assert_eq!(events[0].record, r#"{"k":"longer value"}"#);
+        assert_eq!(events[0].time_text(), Some("t2"));
+        assert_eq!(events[0].type_name(), "platform.start");
+        assert_eq!(events[0].kind, Kind::Start);
+        let raw: serde_json::Value = serde_json::from_str(events[0].raw).unwrap();
+        assert_eq!(raw["x"], 1);
+        assert_eq!(raw["record"]["k"], "longer value");
+        assert_eq!(
+            events[1].raw,
+            r#"{"time":"t1","type":"function","record":"a\n"}"#
+        );
+        assert_eq!(events[2].record, "\"\"");
+        assert_eq!(events[2].type_name(), "extension");
+    }
+
+    #[test]
+    fn picks_keep_index_and_audience() {
+        let p = Pick::new(12345, Audience::ALL.without(Audience::RECORDS));
+        assert_eq!(p.index(), 12345);
+        assert!(p.audience().reaches(Audience::METRICS));
+        assert!(!p.audience().reaches(Audience::RECORDS));
+        assert_eq!(Pick::all(0).audience(), Audience::ALL);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod echo;
+pub mod level;
 pub mod record;
 pub mod text;
 pub mod time;

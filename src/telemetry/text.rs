@@ -29,7 +29,7 @@ pub fn compact_into(json: &str, out: &mut Vec<u8>) {
 }
 
 /// Length of the string literal at the start of `s` (which starts with `"`), quotes included.
-fn string_end(s: &[u8]) -> usize {
+pub fn string_end(s: &[u8]) -> usize {
     let mut i = 1;
     while let Some(offset) = s
         .get(i..)

@@ -117,6 +117,76 @@ pub fn function_line(json_format: bool, request_id: &str, message: &str) -> Emit
     log_record(Stream::Function, &raw)
 }
 
+/// Levels the styled lines cycle through; `None` is a line whose level cannot be read.
+pub const LEVELS: [Option<&str>; 5] = [
+    Some("debug"),
+    Some("info"),
+    Some("warn"),
+    Some("error"),
+    None,
+];
+
+/// A function line as managed runtime `style` writes it at `level`.
+pub fn styled_line(style: &str, level: Option<&str>, request_id: &str, message: &str) -> Emitted {
+    let now = rfc3339(SystemTime::now());
+    let spelled = |names: [&'static str; 4]| {
+        level.map(|l| {
+            let i = ["debug", "info", "warn", "error"]
+                .iter()
+                .position(|n| *n == l);
+            names.get(i.unwrap_or(1)).copied().unwrap_or("INFO")
+        })
+    };
+    let upper = spelled(["DEBUG", "INFO", "WARN", "ERROR"]);
+    let text = |line: String| Value::String(line).to_string();
+    let raw = match (style, level) {
+        ("json", Some(_)) => {
+            json!({"timestamp": now, "level": upper, "message": message, "requestId": request_id})
+                .to_string()
+        }
+        ("json", None) => {
+            json!({"timestamp": now, "message": message, "requestId": request_id}).to_string()
+        }
+        ("powertools", Some(_)) => {
+            json!({"level": upper, "location": "handler:12", "message": message,
+            "timestamp": now, "service": "orders", "function_request_id": request_id})
+            .to_string()
+        }
+        ("powertools", None) => {
+            json!({"message": message, "function_request_id": request_id}).to_string()
+        }
+        (_, None) => text(format!("{message}\n")),
+        ("python", _) => {
+            let name = spelled(["DEBUG", "INFO", "WARNING", "ERROR"]).unwrap_or("INFO");
+            text(format!("[{name}]\t{now}\t{request_id}\t{message}\n"))
+        }
+        ("node", _) => text(format!(
+            "{now}\t{request_id}\t{}\t{message}\n",
+            upper.unwrap_or("INFO")
+        )),
+        ("dotnet", _) => {
+            let name = spelled(["dbug", "info", "warn", "fail"]).unwrap_or("info");
+            text(format!("{now}\t{request_id}\t{name}\t{message}"))
+        }
+        ("java", _) => text(format!("[{}] {message}\n", upper.unwrap_or("INFO"))),
+        (_, _) => {
+            let day = now.get(..10).unwrap_or_default();
+            let time = now.get(11..19).unwrap_or_default();
+            text(format!(
+                "{day} {time} {request_id} {:<5} Handler - {message}\n",
+                upper.unwrap_or("INFO")
+            ))
+        }
+    };
+    log_record(Stream::Function, &raw)
+}
+
+/// Secrets of every kind the extension can redact, for a line to carry.
+pub const SECRETS: &str = "key AKIAIOSFODNN7EXAMPLE password=hunter2 \
+    Authorization: Bearer abcdef0123456789 \
+    jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U \
+    card 4111 1111 1111 1111 mail jane.doe@example.com";
+
 /// Milliseconds as the platform writes them: three decimals.
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0

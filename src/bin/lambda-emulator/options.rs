@@ -9,6 +9,13 @@ pub const USAGE: &str = "usage: lambda-emulator [OPTIONS] EXTENSION
   --hang-errors           record init/exit error reports but never answer them
   --register-as NAME      accept registration only under NAME (default: the executable's file name)
   --json-logs             the function logs JSON objects (AWS_LAMBDA_LOG_FORMAT=JSON)
+  --log-style S           function lines as a managed runtime writes them, levels cycling debug, info,
+                          warn, error and none: python, node, dotnet, java, log4j2, json, powertools
+  --secrets               every function line also carries an AWS key id, password=, a bearer token,
+                          a JWT, a card number and an e-mail address
+  --outcomes LIST         every Nth invocation fails: error:N, timeout:N (status timeout, the
+                          environment lives on), crash:N (Runtime.ExitError), slow:N (+2000 ms)
+  --xray-sampled N        every Nth invocation's trace header says Sampled=1, the others Sampled=0
   --freeze                SIGSTOP the extension between invocations, SIGCONT at the next
   --error-invoke K        invocation K ends with status error
   --timeout-invoke K      invocation K times out; the environment then shuts down (reason timeout)
@@ -54,6 +61,10 @@ pub struct Options {
     pub hang_errors: bool,
     pub register_as: Option<String>,
     pub json_logs: bool,
+    pub log_style: Option<String>,
+    pub secrets: bool,
+    pub outcomes: Vec<(String, u64)>,
+    pub xray_sampled: Option<u64>,
     pub freeze: bool,
     pub error_invoke: Option<u64>,
     pub timeout_invoke: Option<u64>,
@@ -104,6 +115,25 @@ impl Options {
                 "--register-as" => o.register_as = Some(value()?),
                 "--hang-errors" => o.hang_errors = true,
                 "--json-logs" => o.json_logs = true,
+                "--log-style" => {
+                    let style = value()?;
+                    o.json_logs = matches!(style.as_str(), "json" | "powertools");
+                    o.log_style = Some(style);
+                }
+                "--secrets" => o.secrets = true,
+                "--outcomes" => {
+                    for part in value()?.split(',') {
+                        let (kind, every) = part
+                            .split_once(':')
+                            .ok_or(format!("--outcomes {part:?} is not KIND:N"))?;
+                        if !matches!(kind, "error" | "timeout" | "crash" | "slow") {
+                            return Err(format!("--outcomes: unknown outcome {kind:?}"));
+                        }
+                        o.outcomes
+                            .push((kind.to_string(), number(every.to_string())?.max(1)));
+                    }
+                }
+                "--xray-sampled" => o.xray_sampled = Some(number(value()?)?.max(1)),
                 "--freeze" => o.freeze = true,
                 "--error-invoke" => o.error_invoke = Some(number(value()?)?),
                 "--timeout-invoke" => o.timeout_invoke = Some(number(value()?)?),

@@ -20,6 +20,7 @@ use super::{Common, Envelope, SpanId, TraceId, nanos, now_ms, span_id, time_ms, 
 use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::sinks::Encoder;
 use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::level::Level;
 use crate::telemetry::record::LogRecord;
 
 const ENVELOPE: Envelope = Envelope {
@@ -264,15 +265,7 @@ impl<'de> Visitor<'de> for Fields<'_, '_, '_> {
 
 /// OTLP severity number for a log level (SPEC.md §6.3), case-insensitively; 0 if unknown.
 fn severity_number(level: &str) -> u8 {
-    match level.to_ascii_uppercase().as_str() {
-        "TRACE" => 1,
-        "DEBUG" => 5,
-        "INFO" => 9,
-        "WARN" | "WARNING" => 13,
-        "ERROR" => 17,
-        "FATAL" | "CRITICAL" => 21,
-        _ => 0,
-    }
+    Level::named(level).map_or(0, Level::severity_number)
 }
 
 impl Encoder for Logs {
@@ -282,6 +275,11 @@ impl Encoder for Logs {
 
     fn start(&mut self, out: &mut Vec<u8>) {
         self.common.open(&ENVELOPE, &mut self.request.on(out));
+    }
+
+    fn skipped(&mut self, event: &Event) {
+        // A dropped `platform.start` still tells which invocation text lines belong to.
+        self.track(event);
     }
 
     fn event(&mut self, event: &Event, out: &mut Vec<u8>) -> bool {
@@ -344,7 +342,9 @@ mod tests {
             ("WARNING", 13),
             ("error", 17),
             ("CRITICAL", 21),
-            ("notice", 0),
+            ("notice", 9),
+            ("fail", 17),
+            ("loud", 0),
         ] {
             assert_eq!(severity_number(level), n, "{level}");
         }

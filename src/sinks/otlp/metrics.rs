@@ -17,7 +17,7 @@ use super::wire::{Field, State, Writer};
 use super::{Common, Envelope, nanos, now_ms, time_ms};
 use crate::counters::Counters;
 use crate::sinks::Encoder;
-use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::batch::{Audience, Event, Kind};
 
 const DELTA: u32 = 1;
 const CUMULATIVE: u32 = 2;
@@ -325,12 +325,27 @@ impl Metrics {
         for (name, unit, value) in named {
             sum(w, name, unit, CUMULATIVE, window, value);
         }
+        for (name, _, value) in c.filter.named() {
+            let unit = if name.starts_with("invocations") {
+                "{invocation}"
+            } else if name.starts_with("redactions") {
+                "{redaction}"
+            } else {
+                "{record}"
+            };
+            let name = format!("telemetry_relay.filter.{name}");
+            sum(w, &name, unit, CUMULATIVE, window, value);
+        }
     }
 }
 
 impl Encoder for Metrics {
     fn content_type(&self) -> &'static str {
         self.common.encoding.content_type()
+    }
+
+    fn audience(&self) -> Audience {
+        Audience::METRICS
     }
 
     fn carries(&self, event: &Event) -> bool {

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::by_request::{ByRequest, PENDING_CAP};
 use crate::sinks::Encoder;
-use crate::telemetry::batch::{Event, Kind};
+use crate::telemetry::batch::{Audience, Event, Kind};
 use crate::telemetry::record::PlatformRecord;
 
 const SPAN_KIND_INTERNAL: u32 = 1;
@@ -348,6 +348,10 @@ fn owner(id: &str) -> u64 {
 }
 
 impl Encoder for Traces {
+    fn audience(&self) -> Audience {
+        Audience::SPANS
+    }
+
     fn content_type(&self) -> &'static str {
         self.common.encoding.content_type()
     }

@@ -247,17 +247,31 @@ impl Run<'_> {
         let rid = events::request_id(self.nonce, i);
         let started = Instant::now();
         self.start_invocation(i, &rid);
-        let (status, error_type) = if o.timeout_invoke == Some(i) {
-            ("timeout", Some("Sandbox.Timedout"))
+        let outcome = if o.timeout_invoke == Some(i) {
+            "timeout"
         } else if o.error_invoke == Some(i) {
+            "error"
+        } else {
+            o.outcomes
+                .iter()
+                .find(|(_, every)| i.is_multiple_of(*every))
+                .map_or("success", |(kind, _)| kind.as_str())
+        };
+        let (status, error_type) = if outcome == "timeout" {
+            ("timeout", Some("Sandbox.Timedout"))
+        } else if outcome == "error" {
             ("error", Some("Runtime.Unknown"))
+        } else if outcome == "crash" {
+            ("failure", Some("Runtime.ExitError"))
         } else {
             ("success", None)
         };
-        if !o.lmi && !self.end_runtime(i, &rid, started, status, error_type) {
+        // A slow invocation is told, not waited for.
+        let extra = if outcome == "slow" { 2000.0 } else { 0.0 };
+        if !o.lmi && !self.end_runtime(i, &rid, started, status, error_type, extra) {
             return false;
         }
-        let total = ms(started.elapsed());
+        let total = ms(started.elapsed()) + extra;
         if last {
             // The environment goes idle: the rest is delivered only after SHUTDOWN.
             self.telemetry.wait_idle(INVOKE_LIMIT);
@@ -281,9 +295,11 @@ impl Run<'_> {
             self.telemetry
                 .emit(events::platform("platform.report", record));
         }
+        let xray_sampled = self.xray_sampled(i);
         push(
             &mut self.report["invokes"],
-            json!({"request_id": rid, "status": status}),
+            json!({"request_id": rid, "status": status, "outcome": outcome,
+                   "xray_sampled": xray_sampled}),
         );
         true
     }
@@ -297,8 +313,11 @@ impl Run<'_> {
             crate::FUNCTION_NAME
         );
         let trace = format!(
-            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=1",
-            i, self.nonce, i
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled={}",
+            i,
+            self.nonce,
+            i,
+            u8::from(self.xray_sampled(i))
         );
         self.telemetry.emit(events::platform(
             "platform.start",
@@ -313,9 +332,18 @@ impl Run<'_> {
             );
         }
         for j in 1..=o.lines {
-            let message = format!("invoke {i} line {j} marker fn-{}-{i}-{j}", self.nonce);
-            self.telemetry
-                .emit(events::function_line(o.json_logs, rid, &message));
+            let mut message = format!("invoke {i} line {j} marker fn-{}-{i}-{j}", self.nonce);
+            if o.secrets {
+                message = format!("{message} {}", events::SECRETS);
+            }
+            let line = match &o.log_style {
+                Some(style) => {
+                    let level = events::LEVELS[(j as usize - 1) % events::LEVELS.len()];
+                    events::styled_line(style, level, rid, &message)
+                }
+                None => events::function_line(o.json_logs, rid, &message),
+            };
+            self.telemetry.emit(line);
         }
         if o.other_extension {
             let line = json!(format!(
@@ -336,10 +364,11 @@ impl Run<'_> {
         started: Instant,
         status: &str,
         error_type: Option<&str>,
+        extra_ms: f64,
     ) -> bool {
         let o = self.options;
         let runtime_done = Instant::now();
-        let duration = ms(runtime_done - started);
+        let duration = ms(runtime_done - started) + extra_ms;
         let mut record = json!({"requestId": rid, "status": status,
             "metrics": {"durationMs": duration, "producedBytes": 42},
             "spans": [{"name": "responseLatency", "start": events::rfc3339(SystemTime::now()), "durationMs": duration},
@@ -372,6 +401,13 @@ impl Run<'_> {
         let post_runtime = next_at.saturating_duration_since(runtime_done);
         push(&mut self.report["post_runtime_ms"], json!(ms(post_runtime)));
         true
+    }
+
+    /// Whether invocation `i`'s trace header says `Sampled=1`.
+    fn xray_sampled(&self, i: u64) -> bool {
+        self.options
+            .xray_sampled
+            .is_none_or(|every| i.is_multiple_of(every))
     }
 
     fn shutdown(&mut self) {
