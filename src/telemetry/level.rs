@@ -18,7 +18,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::record::{Lenient, LogRecord, Shape};
+use serde_json::value::RawValue;
+
+use super::record::{Lenient, LogRecord};
 
 /// A log level, least severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -161,28 +163,21 @@ fn looks_like_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A level field: a name or a pino number.
-struct LevelField(Level);
-
-impl Shape<'_> for LevelField {
-    fn text(value: Cow<'_, str>) -> Option<Self> {
-        Level::named(&value).map(LevelField)
-    }
-    fn number(value: f64) -> Option<Self> {
-        Level::numbered(value).map(LevelField)
-    }
-}
-
+/// The fields a level or request id can be in, read in one pass; a level is kept as raw text
+/// (read by [`level_of`]) so that no deserializer is instantiated for it alone.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Structured<'a> {
-    level: Lenient<LevelField>,
-    #[serde(rename = "Level")]
-    level_capitalised: Lenient<LevelField>,
-    severity: Lenient<LevelField>,
-    levelname: Lenient<LevelField>,
-    #[serde(rename = "log.level")]
-    log_level: Lenient<LevelField>,
+    #[serde(borrow)]
+    level: Option<&'a RawValue>,
+    #[serde(rename = "Level", borrow)]
+    level_capitalised: Option<&'a RawValue>,
+    #[serde(borrow)]
+    severity: Option<&'a RawValue>,
+    #[serde(borrow)]
+    levelname: Option<&'a RawValue>,
+    #[serde(rename = "log.level", borrow)]
+    log_level: Option<&'a RawValue>,
     #[serde(
         rename = "requestId",
         alias = "function_request_id",
@@ -190,6 +185,15 @@ struct Structured<'a> {
         borrow
     )]
     request_id: Lenient<Cow<'a, str>>,
+}
+
+/// A level field's raw JSON: a name or a pino number.
+fn level_of(raw: &RawValue) -> Option<Level> {
+    let raw = raw.get();
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(name) => Level::named(name),
+        None => raw.parse().ok().and_then(Level::numbered),
+    }
 }
 
 /// A JSON record: only an object has fields.
@@ -208,7 +212,8 @@ fn json_facts(json: &str) -> LineFacts<'_> {
         s.log_level,
     ]
     .into_iter()
-    .find_map(|l| l.0.map(|LevelField(level)| level));
+    .flatten()
+    .find_map(level_of);
     LineFacts {
         level,
         request_id: s.request_id.0,
