@@ -27,6 +27,8 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// Whether no file is named; the slim build refuses any (it has no TLS).
+    #[cfg(not(feature = "tls"))]
     pub fn is_empty(&self) -> bool {
         self.ca.is_none() && self.client.is_none()
     }

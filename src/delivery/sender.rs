@@ -201,9 +201,7 @@ fn build_agent(endpoint: &Endpoint) -> Result<ureq::Agent, String> {
         .input_buffer_size(BUFFER_BYTES)
         .output_buffer_size(BUFFER_BYTES);
     #[cfg(feature = "tls")]
-    let builder = if endpoint.to.tls.is_empty() {
-        builder
-    } else {
+    let builder = {
         let tls = super::tls::config(&endpoint.to.tls).map_err(|e| format!("TLS setup: {e}"))?;
         builder.tls_config(tls)
     };
