@@ -39,7 +39,11 @@ impl<V> ByRequest<V> {
 
     /// Inserts or replaces `id`'s value; returns the entry evicted to make room, if any.
     pub fn insert(&mut self, id: &str, value: V) -> Option<(Box<str>, V)> {
-        let hash = hash(id);
+        self.insert_hashed(hash(id), id, value)
+    }
+
+    /// [`insert`](Self::insert) with `id`'s [`hash`] known.
+    pub fn insert_hashed(&mut self, hash: u64, id: &str, value: V) -> Option<(Box<str>, V)> {
         if let Some(index) = self.position(hash, id) {
             if let Some(entry) = self.entries.get_mut(index) {
                 entry.2 = value;
@@ -57,23 +61,34 @@ impl<V> ByRequest<V> {
 
     /// Takes `id`'s value out.
     pub fn remove(&mut self, id: &str) -> Option<V> {
-        let index = self.position(hash(id), id)?;
+        self.remove_hashed(hash(id), id)
+    }
+
+    pub fn remove_hashed(&mut self, hash: u64, id: &str) -> Option<V> {
+        let index = self.position(hash, id)?;
         self.entries.remove(index).map(|(_, _, v)| v)
     }
 
     pub fn get(&self, id: &str) -> Option<&V> {
-        let index = self.position(hash(id), id)?;
+        self.get_hashed(hash(id), id)
+    }
+
+    pub fn get_hashed(&self, hash: u64, id: &str) -> Option<&V> {
+        let index = self.position(hash, id)?;
         self.entries.get(index).map(|(_, _, v)| v)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
-        let index = self.position(hash(id), id)?;
+    pub fn get_mut_hashed(&mut self, hash: u64, id: &str) -> Option<&mut V> {
+        let index = self.position(hash, id)?;
         self.entries.get_mut(index).map(|(_, _, v)| v)
     }
 
-    /// The id of the entry inserted first of those still here.
-    pub fn oldest(&self) -> Option<&str> {
-        self.entries.front().map(|(_, k, _)| &**k)
+    /// The id of the oldest entry whose value `pick` accepts.
+    pub fn oldest_where(&self, mut pick: impl FnMut(&V) -> bool) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, _, v)| pick(v))
+            .map(|(_, k, _)| &**k)
     }
 
     /// Where `id` is, searched newest first.
@@ -97,8 +112,9 @@ impl<V> ByRequest<V> {
     }
 }
 
-/// FNV-1a of an id: cheap, and only a filter before the string comparison.
-fn hash(id: &str) -> u64 {
+/// FNV-1a of an id: cheap, and only a filter before the string comparison. Callers that look
+/// the same id up several times compute it once and use the `_hashed` methods.
+pub fn hash(id: &str) -> u64 {
     fnv1a(id.bytes())
 }
 

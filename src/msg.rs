@@ -30,8 +30,14 @@ pub enum Msg {
     Shutdown { deadline: SystemTime },
     /// The lifecycle loop stopped on a Runtime API error it cannot go on from.
     LifecycleFailed(String),
-    /// A telemetry POST, answered and parsed.
-    Post(Parsed),
+    /// A telemetry POST, answered and parsed. `seq` numbers POSTs in the order they were
+    /// answered: readers parse in parallel and may finish out of that order, and the relay
+    /// puts them back in it (the platform sends the next batch only once this one is
+    /// answered, so answer order is the platform's order).
+    Post { seq: u64, parsed: Parsed },
+    /// A POST that was answered (and numbered) but whose reader panicked before handing it on:
+    /// counted as refused, and its place in the order freed.
+    Lost { seq: u64 },
     /// A POST refused with 413 for its size (`declared` from Content-Length, if it had one).
     Oversize { declared: Option<u64> },
     /// A request the listener answered without reading it (bad path, method, or a read that

@@ -10,63 +10,42 @@
 //! its events wait in the **hold**: copied out of their batch into one per invocation, at most
 //! [`HOLD_BYTES_PER_INVOCATION`] each and [`HOLD_BYTES`] in all. An invocation whose hold
 //! overflows, whose outcome never comes (the next invocation starts first, it is pushed out of
-//! the map by [`MAX_HELD`] newer ones, or SHUTDOWN comes) is kept whole: nothing is dropped
-//! because we could not decide, and each such record is counted.
+//! the map by [`invocations::KNOWN`] newer ones, or SHUTDOWN comes) is kept whole: nothing is
+//! dropped because we could not decide, and each such record is counted. An invocation whose
+//! events and outcome are all in one batch, the usual case for a short one, is decided
+//! before any of it is copied: its events go out with their batch.
 //!
 //! Events are routed, not removed: each released event carries an [`Audience`]. Metrics see
 //! every event (sampling never changes a metric); a sampled-out invocation's events reach
 //! metrics only; a dropped type still feeds spans and metrics; a line under the level floor
 //! reaches metrics only.
 //!
-//! Which invocation a line belongs to: the request id it names (the JSON format's
-//! `requestId`, the Python/Node.js/.NET/Log4j2 text prefixes), else (outside Lambda Managed
-//! Instances, where one invocation runs at a time) the one started last. A line that belongs to
-//! none (Init's, or one after the last report, such as a SIGTERM handler's) is not sampled.
+//! Which invocation a line belongs to: one invocation at a time, the one started last; on
+//! Lambda Managed Instances, where invocations run concurrently, the request id it names (the
+//! JSON format's `requestId`, the Python/Node.js/.NET/Log4j2 text prefixes). A line that
+//! belongs to none (Init's, one after the last report such as a SIGTERM handler's, or on LMI
+//! one naming no id) is not sampled.
 
+pub mod decide;
+mod invocations;
 pub mod redact;
 
-use crate::by_request::ByRequest;
+use std::borrow::Cow;
+
+use crate::by_request;
 use crate::config::Config;
 use crate::config::filter::{Filtering, Sample};
 use crate::counters::{FilterCounters, add};
 use crate::telemetry::batch::{Audience, Batch, BatchBuilder, Event, Kind, Pick};
-use crate::telemetry::echo::fnv1a;
 use crate::telemetry::level;
+use decide::{Decision, decide, sampled_flag};
+use invocations::{Invocations, Taken};
 use redact::Redactor;
 
 /// Bytes of event text one invocation may hold while its outcome is awaited.
 pub const HOLD_BYTES_PER_INVOCATION: usize = 256 * 1024;
 /// Bytes all holds together may keep.
 pub const HOLD_BYTES: usize = 1024 * 1024;
-/// Invocations held at once, at most.
-pub const MAX_HELD: usize = 64;
-/// Decisions remembered for events that come after them (reports, extensions' lines).
-const DECISIONS_KEPT: usize = crate::by_request::PENDING_CAP;
-
-/// Why an invocation's events are kept or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    /// Failed, timed out, slow or a cold start: every level is kept.
-    Interesting,
-    /// Could not be decided (hold overflow, outcome missing): kept whole, counted.
-    Overflowed,
-    Missing,
-    /// Chosen by the sample: the level floor applies.
-    Sampled,
-    /// Not chosen: its events reach metrics only.
-    Out,
-}
-
-/// Events copied out of their batches while their invocation's outcome is awaited, each with
-/// the audience it would have had.
-#[derive(Default)]
-struct Held {
-    events: BatchBuilder,
-    audiences: Vec<Audience>,
-    cold: bool,
-    /// Decided while its batch is read; released at the end of it.
-    decision: Option<Decision>,
-}
 
 /// A batch (or a hold) and the events of it to hand on, in order.
 pub struct Released {
@@ -86,15 +65,35 @@ pub struct Filter {
     /// The invocation started last, for lines that name none.
     current: Option<Box<str>>,
     started_any: bool,
-    held: ByRequest<Held>,
-    held_bytes: usize,
-    decided: ByRequest<Decision>,
-    /// `Sampled=` flags of INVOKEs, for `xray` mode.
-    xray: ByRequest<bool>,
+    invocations: Invocations,
     pub counters: FilterCounters,
-    /// Per-batch scratch: which held invocation each kept event belongs to, if any.
-    owners: Vec<Option<Box<str>>>,
+    /// Per-batch scratch: the invocations the batch's events belong to, and each kept event's
+    /// place in that list ([`NONE`]: none).
+    ids: Vec<BatchId>,
+    owners: Vec<u16>,
 }
+
+/// An invocation a batch's events belong to.
+struct BatchId {
+    hash: u64,
+    id: Box<str>,
+    /// Nothing of it was held when this batch came: if the batch decides it, its events go
+    /// out with the batch instead of being copied.
+    fresh: bool,
+    /// Decided by this batch (its hold, if any, is released after it).
+    decided: bool,
+}
+
+/// Whom an event belongs to.
+enum Owner<'e> {
+    Nobody,
+    /// The invocation started last.
+    Current,
+    Id(Cow<'e, str>),
+}
+
+/// No invocation, in [`Filter::owners`].
+const NONE: u16 = u16::MAX;
 
 impl Filter {
     pub fn new(config: &Config) -> Filter {
@@ -110,21 +109,19 @@ impl Filter {
             concurrent: config.managed_instances,
             current: None,
             started_any: false,
-            held: ByRequest::new(MAX_HELD),
-            held_bytes: 0,
-            decided: ByRequest::new(DECISIONS_KEPT),
-            xray: ByRequest::new(DECISIONS_KEPT),
+            invocations: Invocations::new(),
             counters: FilterCounters::default(),
+            ids: Vec::new(),
             owners: Vec::new(),
         }
     }
 
     /// INVOKE arrived, with its X-Ray trace header if any.
-    pub fn invoked(&mut self, request_id: &str, xray: Option<&str>) {
+    pub fn invoked(&mut self, request_id: &str, xray: Option<&str>, out: &mut Vec<Released>) {
         if self.rules.sample == Sample::Xray
             && let Some(flag) = xray.and_then(sampled_flag)
         {
-            self.xray.insert(request_id, flag);
+            self.note_xray(by_request::hash(request_id), request_id, flag, out);
         }
     }
 
@@ -134,96 +131,146 @@ impl Filter {
     }
 
     /// Takes a batch and the indices of its events the relay relays; appends to `out` what may
-    /// go on now, in order: this batch's events that need no decision, then the holds of the
-    /// invocations its events decided.
+    /// go on now, in order: holds pushed out of the map, the holds this batch decided (their
+    /// events are older), this batch's events that need no hold.
     pub fn admit(&mut self, batch: Batch, kept: Vec<u32>, out: &mut Vec<Released>) {
         let batch = self.redact(batch, &kept);
-        if !self.deciding && self.rules.drop_types.is_empty() {
-            let picks = kept.into_iter().map(Pick::all).collect();
-            out.push(Released { batch, picks });
-            return;
-        }
         if !self.deciding {
-            let picks = kept
-                .iter()
-                .filter_map(|&i| Some(Pick::new(i, self.base(&batch.get(i as usize)?))))
-                .collect();
+            let picks = if self.rules.drop_types.is_empty() {
+                kept.into_iter().map(Pick::all).collect()
+            } else {
+                kept.iter()
+                    .filter_map(|&i| Some(Pick::new(i, self.base(&batch.get(i as usize)?))))
+                    .collect()
+            };
             out.push(Released { batch, picks });
             return;
         }
-        let mut decided_now: Vec<Box<str>> = Vec::new();
+        let mut ids = std::mem::take(&mut self.ids);
         let mut owners = std::mem::take(&mut self.owners);
+        ids.clear();
         owners.clear();
-        // First pass: who each event belongs to, and what its outcome decides.
         for &i in &kept {
-            let Some(event) = batch.get(i as usize) else {
-                owners.push(None);
-                continue;
-            };
-            let owner = self.owner(&event, &mut decided_now);
-            if let Some(id) = &owner {
-                if self.held.get(id).is_none() && self.decided.get(id).is_none() {
-                    self.hold_new(id, out);
-                }
-                if event.kind == Kind::Start {
-                    self.started(id, &event);
-                }
-                if matches!(event.kind, Kind::RuntimeDone | Kind::Report)
-                    && self.held.get(id).is_some_and(|h| h.decision.is_none())
-                {
-                    let cold = self.held.get(id).is_some_and(|h| h.cold);
-                    let decision = self.decide(id, &event, cold);
-                    self.set_decision(id, decision, &mut decided_now);
-                }
-            }
-            owners.push(owner);
+            let at = batch
+                .get(i as usize)
+                .and_then(|event| self.first_pass(&event, &mut ids, out));
+            owners.push(at.unwrap_or(NONE));
         }
-        // Second pass: events with no hold go out with this batch; the others are copied
-        // into their invocation's hold.
         let mut picks = Vec::with_capacity(kept.len());
-        for (&i, owner) in kept.iter().zip(&owners) {
-            let Some(event) = batch.get(i as usize) else {
-                continue;
-            };
-            let base = self.base(&event);
-            match owner {
-                // Init's lines and events: not sampled.
-                None => picks.push(Pick::new(i, base)),
-                Some(id) => match self.decided.get(id).copied() {
-                    Some(d) if self.held.get(id).is_none() => {
-                        picks.push(Pick::new(i, self.apply(d, &event, base)));
-                    }
-                    _ => self.hold_event(id, &batch, i as usize, base, &mut decided_now),
-                },
+        for (&i, &at) in kept.iter().zip(&owners) {
+            if let Some(event) = batch.get(i as usize)
+                && let Some(pick) =
+                    self.second_pass(&event, i, &batch, ids.get_mut(usize::from(at)))
+            {
+                picks.push(pick);
             }
         }
+        for b in ids.iter().filter(|b| b.decided) {
+            self.release(b.hash, &b.id, out);
+        }
+        self.ids = ids;
         self.owners = owners;
         out.push(Released { batch, picks });
-        for id in decided_now {
-            self.release(&id, out);
-        }
-        while self.held_bytes > HOLD_BYTES {
-            let Some(oldest) = self.held.oldest().map(Box::from) else {
+        while self.invocations.held_bytes() > HOLD_BYTES {
+            let Some(oldest) = self.invocations.oldest_holding() else {
                 break;
             };
-            self.set_decision(&oldest, Decision::Overflowed, &mut Vec::new());
-            self.release(&oldest, out);
+            let hash = by_request::hash(&oldest);
+            self.set_decision(hash, &oldest, Decision::Overflowed);
+            self.release(hash, &oldest, out);
         }
+    }
+
+    /// Who `event` belongs to (its place in `ids`), noting starts, ends and outcomes.
+    fn first_pass(
+        &mut self,
+        event: &Event,
+        ids: &mut Vec<BatchId>,
+        out: &mut Vec<Released>,
+    ) -> Option<u16> {
+        let at = match self.owner_of(event) {
+            Owner::Nobody => return None,
+            Owner::Id(id) => index_of(ids, &id, &self.invocations)?,
+            Owner::Current => {
+                let current = self.current.as_deref()?;
+                index_of(ids, current, &self.invocations)?
+            }
+        };
+        let b = ids.get(usize::from(at))?;
+        let (hash, id) = (b.hash, b.id.clone());
+        match event.kind {
+            Kind::Start => {
+                self.began(&id, ids, out);
+                self.started(hash, &id, event, out);
+            }
+            // An invocation's last event: later lines (a SIGTERM handler's) are not its own.
+            Kind::Report if self.current.as_deref() == Some(&*id) => self.current = None,
+            _ => {}
+        }
+        if let Some(taken) = self.invocations.ensure(hash, &id) {
+            self.release_taken(taken, out);
+        }
+        if matches!(event.kind, Kind::RuntimeDone | Kind::Report)
+            && let Some(invocation) = self.invocations.get(hash, &id)
+            && invocation.decision.is_none()
+        {
+            let decision = decide(&self.rules, &id, event, invocation.cold, invocation.xray);
+            self.set_decision(hash, &id, decision);
+            if let Some(b) = ids.get_mut(usize::from(at)) {
+                b.decided = true;
+            }
+        }
+        Some(at)
+    }
+
+    /// An event of an invocation decided before this batch, or by it when nothing of it was
+    /// held, goes out with the batch; one of an invocation undecided, or held since an
+    /// earlier batch, is copied into its hold.
+    fn second_pass(
+        &mut self,
+        event: &Event,
+        i: u32,
+        batch: &Batch,
+        owner: Option<&mut BatchId>,
+    ) -> Option<Pick> {
+        let base = self.base(event);
+        // Init's lines and events: not sampled.
+        let Some(b) = owner else {
+            return Some(Pick::new(i, base));
+        };
+        let decision = match self.invocations.get(b.hash, &b.id) {
+            Some(invocation) if b.fresh || !invocation.holds() => invocation.decision,
+            Some(_) => None,
+            // Pushed out of the map by this very batch: kept.
+            None => Some(Decision::Missing),
+        };
+        if let Some(d) = decision {
+            return Some(Pick::new(i, self.apply(d, event, base)));
+        }
+        // Copied from now on: it is no longer fresh.
+        b.fresh = false;
+        let bytes = self
+            .invocations
+            .hold(b.hash, &b.id, batch, i as usize, base);
+        if bytes > HOLD_BYTES_PER_INVOCATION {
+            self.set_decision(b.hash, &b.id, Decision::Overflowed);
+            b.decided = true;
+        }
+        None
     }
 
     /// At the end (the last batch is in, or we must stop): every hold is released, kept.
     pub fn release_all(&mut self, out: &mut Vec<Released>) {
-        while let Some(id) = self.held.oldest().map(Box::from) {
-            if self.held.get(&id).is_some_and(|h| h.decision.is_none()) {
-                self.set_decision(&id, Decision::Missing, &mut Vec::new());
-            }
-            self.release(&id, out);
+        while let Some(id) = self.invocations.oldest_holding() {
+            let hash = by_request::hash(&id);
+            self.set_decision(hash, &id, Decision::Missing);
+            self.release(hash, &id, out);
         }
     }
 
     /// Whether any invocation's events are held.
     pub fn holding(&self) -> bool {
-        !self.held.is_empty()
+        self.invocations.held_bytes() > 0
     }
 
     /// Replaces what the redactor finds in log records, building a new batch only if it
@@ -266,119 +313,101 @@ impl Filter {
         }
     }
 
-    /// The invocation `event` belongs to, if any; notes a new start (and, one invocation at
-    /// a time, that the previous one's outcome will not come now).
-    fn owner(&mut self, event: &Event, decided_now: &mut Vec<Box<str>>) -> Option<Box<str>> {
-        if event.kind.is_log() {
-            let facts = level::facts(event.log_record());
-            return match facts.request_id {
-                Some(id) => Some(id.into()),
-                None if self.concurrent => None,
-                None => self.current.clone(),
-            };
+    /// Whom `event` belongs to. One invocation at a time, a line belongs to the one started
+    /// last (reading its id from the line would cost a parse per line and say the same);
+    /// on Lambda Managed Instances, to the one it names.
+    fn owner_of<'e>(&self, event: &Event<'e>) -> Owner<'e> {
+        if !event.kind.is_log() {
+            return event.request_id().map_or(Owner::Nobody, Owner::Id);
         }
-        let id: Box<str> = event.request_id()?.into();
-        // Its report is an invocation's last event: later lines (a SIGTERM handler's) are
-        // not its own.
-        if event.kind == Kind::Report && self.current.as_deref() == Some(&*id) {
-            self.current = None;
+        if !self.concurrent {
+            return Owner::Current;
         }
-        if event.kind == Kind::Start
-            && !self.concurrent
-            && let Some(previous) = self.current.replace(id.clone())
-            && previous != id
-            && self
-                .held
-                .get(&previous)
-                .is_some_and(|h| h.decision.is_none())
-        {
-            self.set_decision(&previous, Decision::Missing, decided_now);
+        level::facts(event.log_record())
+            .request_id
+            .map_or(Owner::Nobody, Owner::Id)
+    }
+
+    /// `id` started: one invocation at a time, the one before it is over, outcome or not.
+    fn began(&mut self, id: &str, ids: &mut Vec<BatchId>, out: &mut Vec<Released>) {
+        if self.concurrent {
+            return;
         }
-        Some(id)
+        let Some(previous) = self.current.replace(id.into()) else {
+            return;
+        };
+        let hash = by_request::hash(&previous);
+        let open = self
+            .invocations
+            .get(hash, &previous)
+            .is_some_and(|p| p.decision.is_none() && p.holds());
+        if &*previous != id && open {
+            self.set_decision(hash, &previous, Decision::Missing);
+            match index_of(ids, &previous, &self.invocations)
+                .and_then(|at| ids.get_mut(usize::from(at)))
+            {
+                Some(b) => b.decided = true,
+                None => self.release(hash, &previous, out),
+            }
+        }
     }
 
     /// `id`'s start: the first is the cold start; its trace header may carry the X-Ray flag.
-    fn started(&mut self, id: &str, event: &Event) {
+    fn started(&mut self, hash: u64, id: &str, event: &Event, out: &mut Vec<Released>) {
+        if let Some(taken) = self.invocations.ensure(hash, id) {
+            self.release_taken(taken, out);
+        }
         if !std::mem::replace(&mut self.started_any, true)
-            && let Some(held) = self.held.get_mut(id)
+            && let Some(invocation) = self.invocations.get_mut(hash, id)
         {
-            held.cold = true;
+            invocation.cold = true;
         }
         if self.rules.sample == Sample::Xray {
             let record = event.platform();
             let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
             if let Some(flag) = header.and_then(sampled_flag) {
-                self.xray.insert(id, flag);
+                self.note_xray(hash, id, flag, out);
             }
         }
     }
 
-    /// Starts a hold for `id`, releasing the oldest one if the map is full.
-    fn hold_new(&mut self, id: &str, out: &mut Vec<Released>) {
-        if let Some((evicted, mut h)) = self.held.insert(id, Held::default()) {
-            let decision = h.decision.unwrap_or(Decision::Missing);
-            self.decided.insert(&evicted, decision);
-            self.held_bytes -= h.events.bytes();
-            let events = std::mem::take(&mut h.events).finish();
-            self.release_events(decision, events, &h.audiences, out);
+    fn note_xray(&mut self, hash: u64, id: &str, flag: bool, out: &mut Vec<Released>) {
+        if let Some(taken) = self.invocations.ensure(hash, id) {
+            self.release_taken(taken, out);
+        }
+        if let Some(invocation) = self.invocations.get_mut(hash, id) {
+            invocation.xray = Some(flag);
         }
     }
 
-    fn hold_event(
-        &mut self,
-        id: &str,
-        batch: &Batch,
-        index: usize,
-        base: Audience,
-        decided_now: &mut Vec<Box<str>>,
-    ) {
-        let Some(held) = self.held.get_mut(id) else {
+    /// Records a decision, counted once per invocation.
+    fn set_decision(&mut self, hash: u64, id: &str, decision: Decision) {
+        let Some(invocation) = self.invocations.get_mut(hash, id) else {
             return;
         };
-        let before = held.events.bytes();
-        held.events.push(batch, index, None);
-        held.audiences.push(base);
-        let bytes = held.events.bytes();
-        self.held_bytes += bytes - before;
-        if bytes > HOLD_BYTES_PER_INVOCATION && held.decision.is_none() {
-            self.set_decision(id, Decision::Overflowed, decided_now);
+        if invocation.decision.is_none() {
+            invocation.decision = Some(decision);
+            if decision == Decision::Out {
+                add(&mut self.counters.invocations_sampled_out, 1);
+            }
         }
     }
 
-    /// Records a decision; the hold is released when its batch has been read.
-    fn set_decision(&mut self, id: &str, decision: Decision, decided_now: &mut Vec<Box<str>>) {
-        if let Some(held) = self.held.get_mut(id) {
-            held.decision = Some(decision);
-        }
-        self.decided.insert(id, decision);
-        if decision == Decision::Out {
-            add(&mut self.counters.invocations_sampled_out, 1);
-        }
-        if !decided_now.iter().any(|d| &**d == id) {
-            decided_now.push(id.into());
+    /// Hands on a decided invocation's hold, if it has one.
+    fn release(&mut self, hash: u64, id: &str, out: &mut Vec<Released>) {
+        if let Some(taken) = self.invocations.take(hash, id) {
+            self.release_taken(taken, out);
         }
     }
 
-    /// Hands on a decided hold.
-    fn release(&mut self, id: &str, out: &mut Vec<Released>) {
-        let Some(mut held) = self.held.remove(id) else {
-            return;
-        };
-        self.held_bytes -= held.events.bytes();
-        let decision = held.decision.unwrap_or(Decision::Missing);
-        let events = std::mem::take(&mut held.events).finish();
-        self.release_events(decision, events, &held.audiences, out);
-    }
-
-    fn release_events(
-        &mut self,
-        decision: Decision,
-        events: Batch,
-        audiences: &[Audience],
-        out: &mut Vec<Released>,
-    ) {
+    fn release_taken(&mut self, taken: Taken, out: &mut Vec<Released>) {
+        let Taken {
+            decision,
+            events,
+            audiences,
+        } = taken;
         let mut picks = Vec::with_capacity(events.len());
-        for (i, (event, &base)) in events.events().zip(audiences).enumerate() {
+        for (i, (event, &base)) in events.events().zip(&audiences).enumerate() {
             if let Ok(i) = u32::try_from(i) {
                 picks.push(Pick::new(i, self.apply(decision, &event, base)));
             }
@@ -427,57 +456,31 @@ impl Filter {
             Decision::Interesting => base,
         }
     }
+}
 
-    /// The decision for `id`, from its outcome event.
-    fn decide(&self, id: &str, outcome: &Event, cold: bool) -> Decision {
-        let record = outcome.platform();
-        if record.status.0.as_deref() != Some("success") {
-            return Decision::Interesting;
-        }
-        let duration = record.metrics.0.as_ref().and_then(|m| m.duration_ms.0);
-        if let (Some(limit), Some(ms)) = (self.rules.keep_slower_than_ms, duration)
-            && ms > limit
-        {
-            return Decision::Interesting;
-        }
-        if cold && self.rules.keep_cold_starts {
-            return Decision::Interesting;
-        }
-        let keep = match self.rules.sample {
-            Sample::Rate(rate) => sampled_by_hash(id, rate),
-            // No trace header to follow: kept (the level floor still applies).
-            Sample::Xray => self.xray.get(id).copied().unwrap_or(true),
-        };
-        if keep {
-            Decision::Sampled
-        } else {
-            Decision::Out
-        }
+/// Where `id` is in `ids`, added if new; `None` past [`NONE`] distinct ids in one batch (their
+/// events are then not sampled). The last one is nearly always the one asked for; a new id is
+/// compared with the others by hash (a batch can hold hundreds of invocations).
+fn index_of(ids: &mut Vec<BatchId>, id: &str, known: &Invocations) -> Option<u16> {
+    let last = ids.len().checked_sub(1);
+    if let Some(at) = last.filter(|&at| ids.get(at).is_some_and(|b| &*b.id == id)) {
+        return u16::try_from(at).ok();
     }
-}
-
-/// Whether `rate` of all ids keeps this one: the id's hash, mixed, as a fraction of 2^64.
-pub fn sampled_by_hash(id: &str, rate: f64) -> bool {
-    let mut h = fnv1a(id.bytes());
-    // SplitMix64's finaliser: FNV-1a alone leaves the high bits of similar ids alike.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    ((h >> 11) as f64) / ((1u64 << 53) as f64) < rate
-}
-
-/// `Sampled=1` or `Sampled=0` of an X-Ray trace header.
-fn sampled_flag(header: &str) -> Option<bool> {
-    header
-        .split(';')
-        .find_map(|part| part.trim().strip_prefix("Sampled="))
-        .and_then(|v| match v.trim() {
-            "1" => Some(true),
-            "0" => Some(false),
-            _ => None,
-        })
+    let hash = by_request::hash(id);
+    if let Some(at) = ids.iter().rposition(|b| b.hash == hash && &*b.id == id) {
+        return u16::try_from(at).ok();
+    }
+    let at = u16::try_from(ids.len()).ok().filter(|&at| at < NONE)?;
+    let fresh = known
+        .get(hash, id)
+        .is_none_or(|i| i.decision.is_none() && !i.holds());
+    ids.push(BatchId {
+        hash,
+        id: id.into(),
+        fresh,
+        decided: false,
+    });
+    Some(at)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The filter driven with batches, no relay: what each event's audience comes out as.
 
+use super::decide::sampled_by_hash;
 use super::*;
 use crate::counters::FilterCounters;
 use crate::telemetry::batch::parse;
@@ -307,7 +308,7 @@ fn too_many_open_invocations_release_the_oldest() {
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"),
     ]);
     let mut seen = Seen::new();
-    for i in 0..MAX_HELD + 1 {
+    for i in 0..invocations::KNOWN + 1 {
         let id = format!("open-{i:08}");
         admit(
             &mut f,
@@ -328,10 +329,12 @@ fn xray_mode_follows_the_sampled_flag() {
     f.invoked(
         "yes-000000001",
         Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"),
+        &mut Vec::new(),
     );
     f.invoked(
         "no-0000000001",
         Some("Root=1-5759e988-bd862e3fe1be46a994272794;Sampled=0;Lineage=a:1"),
+        &mut Vec::new(),
     );
     for id in ["yes-000000001", "no-0000000001", "none-00000001"] {
         admit(
@@ -487,4 +490,42 @@ fn redaction_rewrites_records_and_keeps_indices() {
     assert_eq!(json["key"], "[REDACTED:aws-key]");
     let counts = f.redactions();
     assert_eq!((counts[0], counts[5]), (1, 2));
+}
+
+/// The filter's own cost per invocation (`cargo test --release filter_cost -- --ignored`).
+#[test]
+#[ignore]
+fn filter_cost() {
+    let bodies: Vec<Vec<u8>> = (0..20)
+        .map(|round| {
+            let mut events = Vec::new();
+            for i in 0..1000 {
+                let id = format!("{i:08x}-8c2d-4a47-9a1f-{round:012x}");
+                let status = if i % 20 == 0 { "error" } else { "success" };
+                events.append(&mut invocation(
+                    &id,
+                    status,
+                    1.0,
+                    &["a", "b", "c", "d", "e"],
+                ));
+            }
+            serde_json::to_vec(&events).unwrap()
+        })
+        .collect();
+    for pairs in [vec![], vec![("TELEMETRY_RELAY_SAMPLE_RATE", "0.1")]] {
+        let mut f = filter(&pairs);
+        let mut total = std::time::Duration::ZERO;
+        for body in &bodies {
+            let parsed = parse(body.clone());
+            let kept = (0..parsed.batch.len() as u32).collect();
+            let mut out = Vec::new();
+            let t = std::time::Instant::now();
+            f.admit(parsed.batch, kept, &mut out);
+            total += t.elapsed();
+        }
+        println!(
+            "{pairs:?}: {:.3} µs per invocation",
+            total.as_secs_f64() * 1e6 / 20_000.0
+        );
+    }
 }

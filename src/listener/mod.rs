@@ -17,15 +17,17 @@
 //! - What one request may cost is bounded in `request`. Headers are not: tiny_http reads them
 //!   whole, with no limit (README, "Behaviour", has the figures).
 //!
-//! Parsing happens on the reader, after the answer; the relay gets `Msg::Post` and the body's
-//! size goes on the backlog, over whose limit no new request is taken until the relay catches up.
+//! Parsing happens on the reader, after the answer; the relay gets `Msg::Post`, numbered in
+//! answer order (readers may finish out of it), and the body's size goes on the backlog, over
+//! whose limit no new request is taken until the relay catches up.
 
 mod request;
 mod servers;
 
+use std::cell::Cell;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +61,8 @@ struct Shared {
     max_body_bytes: u64,
     readers: AtomicUsize,
     max_readers: usize,
+    /// The next POST's number (see `Msg::Post`).
+    posts: AtomicU64,
 }
 
 /// The running listener, as the relay holds it.
@@ -99,6 +103,7 @@ impl Listener {
             max_body_bytes,
             readers: AtomicUsize::new(0),
             max_readers,
+            posts: AtomicU64::new(0),
         });
         let serving = shared.clone();
         let thread = std::thread::Builder::new()
@@ -235,19 +240,28 @@ fn answer(shared: &Shared, request: Request) {
     let told = AtomicBool::new(false);
     let tell = |msg: Msg| {
         told.store(true, Ordering::Relaxed);
-        if let Msg::Post(parsed) = &msg {
+        if let Msg::Post { parsed, .. } = &msg {
             shared
                 .backlog
                 .fetch_add(parsed.batch.footprint(), Ordering::Release);
         }
         let _ = shared.tx.send(msg);
     };
+    let numbered = Cell::new(None);
+    let number = || {
+        let seq = shared.posts.fetch_add(1, Ordering::AcqRel);
+        numbered.set(Some(seq));
+        seq
+    };
     let max = shared.max_body_bytes;
     let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        request::handle(request, max, &tell)
+        request::handle(request, max, &number, &tell)
     }));
     if handled.is_err() && !told.load(Ordering::Relaxed) {
-        let _ = shared.tx.send(Msg::Refused);
+        let _ = shared.tx.send(match numbered.get() {
+            Some(seq) => Msg::Lost { seq },
+            None => Msg::Refused,
+        });
     }
 }
 

@@ -43,7 +43,13 @@ pub fn is_buffered(request: &Request) -> bool {
 
 /// Answers one request and tells the relay what it must hear of it, before any answer that
 /// drains an unread body (which can block for as long as the client likes).
-pub fn handle(mut request: Request, max_body_bytes: u64, tell: &dyn Fn(Msg)) {
+/// `number` gives the POST its place in the order, just before it is answered 200.
+pub fn handle(
+    mut request: Request,
+    max_body_bytes: u64,
+    number: &dyn Fn() -> u64,
+    tell: &dyn Fn(Msg),
+) {
     if request.url() != "/" && !request.url().starts_with("/?") {
         tell(Msg::Refused);
         let _ = request.respond(Response::empty(404));
@@ -71,12 +77,13 @@ pub fn handle(mut request: Request, max_body_bytes: u64, tell: &dyn Fn(Msg)) {
         // The sender hung up mid-body: nobody is waiting for an answer. Keep what came.
         debug!("telemetry POST cut short: {e}");
     }
+    let seq = number();
     let _ = request.respond(Response::empty(200));
     let parsed = batch::parse(body);
     if let Some(problem) = &parsed.problem {
         warn_once(problem);
     }
-    tell(Msg::Post(parsed));
+    tell(Msg::Post { seq, parsed });
 }
 
 /// Reads up to `max + 1` bytes (one more shows the body is over the cap). The buffer grows

@@ -47,7 +47,7 @@ fn every_malformed_fixture_is_answered_200_and_handed_on() {
         let path = entry.unwrap().path();
         let body = std::fs::read(&path).unwrap();
         assert_eq!(post(&format!("{url}/"), &body), 200, "{path:?}");
-        let Msg::Post(parsed) = received(&rx) else {
+        let Msg::Post { parsed, .. } = received(&rx) else {
             panic!("{path:?} was not handed to the relay");
         };
         let wrong_types = path.ends_with("wrong-types.txt");
@@ -55,6 +55,27 @@ fn every_malformed_fixture_is_answered_200_and_handed_on() {
             parsed.problem.is_some() || wrong_types,
             "{path:?} counted as malformed"
         );
+    }
+    server.stop();
+}
+
+#[test]
+fn posts_are_numbered_in_the_order_they_are_answered() {
+    let (server, url, rx) = listener(4 * 1024 * 1024);
+    // One read by the listener itself, the others by readers: one number line for all.
+    let big = format!(
+        "[{}]",
+        vec![r#"{"time":"t","type":"function","record":"x"}"#; 2000].join(",")
+    );
+    for (n, body) in [b"[]".as_slice(), big.as_bytes(), b"[]", big.as_bytes()]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(post(&format!("{url}/"), body), 200);
+        let Msg::Post { seq, .. } = received(&rx) else {
+            panic!("POST {n} was not handed on");
+        };
+        assert_eq!(seq, n as u64);
     }
     server.stop();
 }
@@ -70,7 +91,7 @@ fn oversized_bodies_get_413_and_are_not_buffered() {
         }
     ));
     assert_eq!(post(&format!("{url}/"), b"[]"), 200);
-    assert!(matches!(received(&rx), Msg::Post(_)));
+    assert!(matches!(received(&rx), Msg::Post { .. }));
     server.stop();
 }
 
@@ -119,7 +140,7 @@ fn still_serving(url: &str, rx: &mpsc::Receiver<Msg>) {
     assert_eq!(post(&format!("{url}/"), body), 200);
     loop {
         match received(rx) {
-            Msg::Post(parsed) if parsed.batch.len() == 1 => return,
+            Msg::Post { parsed, .. } if parsed.batch.len() == 1 => return,
             _ => {}
         }
     }

@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 pub mod flush;
+mod order;
 mod print;
 mod shutdown;
 
@@ -29,6 +30,7 @@ use crate::msg::{Backlog, Msg};
 use crate::telemetry::batch::{Kind, Parsed};
 use crate::{debug, info, sinks, warn};
 use flush::{Flush, FlushReport};
+use order::InOrder;
 use print::Printer;
 
 /// How often a blocked relay looks at the SIGTERM count.
@@ -77,6 +79,9 @@ pub struct Relay {
     filter: Filter,
     /// What the filter released for the outputs, reused.
     released: Vec<Released>,
+    /// POSTs put back in the order they were answered.
+    order: InOrder,
+    ready: Vec<Parsed>,
 }
 
 impl Relay {
@@ -115,6 +120,8 @@ impl Relay {
             flush: Flush::new(config.outputs.flush, config.outputs.flush_budget, flushed),
             filter: Filter::new(config),
             released: Vec::new(),
+            order: InOrder::default(),
+            ready: Vec::new(),
         }
     }
 
@@ -216,7 +223,7 @@ impl Relay {
             }
             Msg::Invoke { request_id, xray } => {
                 add(&mut self.counters.invokes, 1);
-                self.filter.invoked(&request_id, xray.as_deref());
+                self.filtered(|filter, out| filter.invoked(&request_id, xray.as_deref(), out));
                 if let Some(delivery) = &mut self.delivery {
                     delivery.invoked(&request_id, xray.as_deref());
                     self.flush.invoked(&request_id, delivery);
@@ -224,7 +231,11 @@ impl Relay {
                 self.expect_report(&request_id);
             }
             Msg::Shutdown { .. } | Msg::LifecycleFailed(_) => {}
-            Msg::Post(parsed) => self.relay(parsed),
+            Msg::Post { seq, parsed } => self.in_order(seq, Some(parsed)),
+            Msg::Lost { seq } => {
+                add(&mut self.counters.refused_requests, 1);
+                self.in_order(seq, None);
+            }
             Msg::Oversize { declared } => {
                 add(&mut self.counters.posts, 1);
                 add(&mut self.counters.oversize_posts, 1);
@@ -234,6 +245,25 @@ impl Relay {
                 );
             }
             Msg::Refused => add(&mut self.counters.refused_requests, 1),
+        }
+    }
+
+    /// POST `seq` arrived (`None`: lost); relays every one whose turn it is.
+    fn in_order(&mut self, seq: u64, parsed: Option<Parsed>) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.order.arrive(seq, parsed, &mut ready);
+        for parsed in ready.drain(..) {
+            self.relay(parsed);
+        }
+        self.ready = ready;
+    }
+
+    /// The end: POSTs still waiting for an earlier one are relayed all the same.
+    fn relay_waiting(&mut self) {
+        let mut ready = Vec::new();
+        self.order.rest(&mut ready);
+        for parsed in ready {
+            self.relay(parsed);
         }
     }
 
@@ -285,10 +315,7 @@ impl Relay {
                 _ => {}
             }
         }
-        let mut released = std::mem::take(&mut self.released);
-        self.filter.admit(parsed.batch, kept, &mut released);
-        self.hand_on(&mut released);
-        self.released = released;
+        self.filtered(|filter, out| filter.admit(parsed.batch, kept, out));
         if let Some(delivery) = &mut self.delivery {
             for request_id in runtime_done {
                 self.flush.runtime_done(&request_id, delivery);
@@ -296,25 +323,24 @@ impl Relay {
         }
     }
 
-    /// Prints and buffers what the filter released.
-    fn hand_on(&mut self, released: &mut Vec<Released>) {
+    /// Runs `step` on the filter, then prints and buffers what it released.
+    fn filtered(&mut self, step: impl FnOnce(&mut Filter, &mut Vec<Released>)) {
+        let mut released = std::mem::take(&mut self.released);
+        step(&mut self.filter, &mut released);
         for Released { batch, picks } in released.drain(..) {
             self.printer.print(&batch, &picks, &mut self.counters);
             if let Some(delivery) = &mut self.delivery {
                 delivery.push(batch, picks);
             }
         }
+        self.released = released;
     }
 
     /// No batch is to come: what the filter still holds goes on, kept (fail open).
     fn release_held(&mut self) {
-        if !self.filter.holding() {
-            return;
+        if self.filter.holding() {
+            self.filtered(Filter::release_all);
         }
-        let mut released = std::mem::take(&mut self.released);
-        self.filter.release_all(&mut released);
-        self.hand_on(&mut released);
-        self.released = released;
     }
 
     fn summary(&self) {

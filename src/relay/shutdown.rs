@@ -89,7 +89,7 @@ impl Relay {
             let wait = until.saturating_duration_since(now).min(SHUTDOWN_POLL);
             match rx.recv_timeout(wait) {
                 Ok(msg) => {
-                    if matches!(msg, Msg::Post(_) | Msg::Oversize { .. }) {
+                    if matches!(msg, Msg::Post { .. } | Msg::Oversize { .. }) {
                         last_post = Instant::now();
                     }
                     self.handle(msg);
@@ -112,6 +112,7 @@ impl Relay {
         }
         loop {
             if self.listener_closed {
+                self.relay_waiting();
                 self.release_held();
             }
             self.send_now(hard_stop);
@@ -130,6 +131,7 @@ impl Relay {
             }
         }
         // Whatever is still held is at least printed; the outputs count it as dropped.
+        self.relay_waiting();
         self.release_held();
         if let Some(delivery) = &mut self.delivery {
             delivery.abandon();

@@ -18,11 +18,21 @@ fn config(types: &str) -> Config {
 }
 
 fn relay(types: &str) -> Relay {
+    POSTS.set(0);
     Relay::new(&config(types), None, std::sync::mpsc::channel().0, None)
 }
 
+thread_local! {
+    /// The next POST's number, for the relay made last on this thread.
+    static POSTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn post(body: &str) -> Msg {
-    Msg::Post(parse(body.as_bytes().to_vec()))
+    let seq = POSTS.replace(POSTS.get() + 1);
+    Msg::Post {
+        seq,
+        parsed: parse(body.as_bytes().to_vec()),
+    }
 }
 
 #[test]

@@ -6,12 +6,13 @@
 //! (and the 90th percentile) of init time, post-runtime time per invoke, SHUTDOWN-to-exit time,
 //! time from the last batch to exit, peak RSS and CPU time, the ratio b/a; then (`scenarios`)
 //! the network outputs, the listener's throughput, memory after 100 and 5,000 invocations with
-//! every output on, and the listener under hostile local clients; then the binaries' and
+//! every output on, tail sampling's CPU, and the listener under hostile local clients; then the binaries' and
 //! layer zips' sizes. Everything is printed as Markdown tables.
 
 mod bounds;
 mod cold;
 mod firehose;
+mod sampling;
 mod scenarios;
 
 use std::process::Command;
@@ -26,6 +27,8 @@ pub struct Args {
     pub fixture: String,
     pub runs: usize,
     pub files: Vec<String>,
+    /// Only this section (`--only sampling`, say), for a quick look.
+    pub only: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         fixture: String::new(),
         runs: 20,
         files: Vec::new(),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--runs takes a number".to_string())?
             }
             "--size" => args.files.push(value()?),
+            "--only" => args.only = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -140,15 +145,26 @@ pub fn show(value: Option<f64>) -> String {
     value.map_or("–".to_string(), |v| format!("{v:.3}"))
 }
 
+/// One part of the figures.
+type Section = fn(&Args) -> Result<(), String>;
+
 fn main() -> Result<(), String> {
     let args = parse_args()?;
-    cold::cold_starts(&args)?;
-    scenarios::outputs(&args)?;
-    scenarios::throughput(&args)?;
-    scenarios::otlp_cost(&args)?;
-    firehose::row(&args)?;
-    bounds::memory_over_invocations(&args)?;
-    bounds::hostile_clients(&args)?;
+    let sections: [(&str, Section); 8] = [
+        ("cold", cold::cold_starts),
+        ("outputs", scenarios::outputs),
+        ("throughput", scenarios::throughput),
+        ("otlp", scenarios::otlp_cost),
+        ("firehose", firehose::row),
+        ("sampling", sampling::row),
+        ("memory", bounds::memory_over_invocations),
+        ("hostile", bounds::hostile_clients),
+    ];
+    for (name, section) in sections {
+        if args.only.as_deref().is_none_or(|only| only == name) {
+            section(&args)?;
+        }
+    }
     sizes(&args)
 }
 
