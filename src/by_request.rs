@@ -59,6 +59,28 @@ impl<V> ByRequest<V> {
         evicted
     }
 
+    /// `id`'s value, made with `make` if it has none (one search, not two); and the entry
+    /// evicted to make room, if any.
+    pub fn get_or_insert_hashed(
+        &mut self,
+        hash: u64,
+        id: &str,
+        make: impl FnOnce() -> V,
+    ) -> (Option<&mut V>, Option<(Box<str>, V)>) {
+        let mut evicted = None;
+        let index = match self.position(hash, id) {
+            Some(index) => index,
+            None => {
+                if self.entries.len() >= self.cap {
+                    evicted = self.entries.pop_front().map(|(_, k, v)| (k, v));
+                }
+                self.entries.push_back((hash, id.into(), make()));
+                self.entries.len() - 1
+            }
+        };
+        (self.entries.get_mut(index).map(|e| &mut e.2), evicted)
+    }
+
     /// Takes `id`'s value out.
     pub fn remove(&mut self, id: &str) -> Option<V> {
         self.remove_hashed(hash(id), id)

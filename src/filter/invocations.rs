@@ -31,6 +31,18 @@ impl Invocation {
     }
 }
 
+/// An invocation's held events, as a hold to release (none if it held nothing).
+fn taken(invocation: Invocation) -> Option<Taken> {
+    if !invocation.holds() {
+        return None;
+    }
+    Some(Taken {
+        decision: invocation.decision.unwrap_or(Decision::Missing),
+        events: invocation.held.finish(),
+        audiences: invocation.audiences,
+    })
+}
+
 /// A hold handed back to be released.
 pub struct Taken {
     pub decision: Decision,
@@ -59,14 +71,15 @@ impl Invocations {
         self.map.get_mut_hashed(hash, id)
     }
 
-    /// Makes `id`'s entry if it has none; the oldest entry, pushed out to make room, comes
+    /// `id`'s entry, made if it has none; the oldest entry, pushed out to make room, comes
     /// back if it held events (its decision, or [`Decision::Missing`]).
-    pub fn ensure(&mut self, hash: u64, id: &str) -> Option<Taken> {
-        if self.map.get_hashed(hash, id).is_some() {
-            return None;
-        }
-        let (_, evicted) = self.map.insert_hashed(hash, id, Invocation::default())?;
-        self.taken(evicted)
+    pub fn ensure(&mut self, hash: u64, id: &str) -> (Option<&mut Invocation>, Option<Taken>) {
+        let (invocation, evicted) = self.map.get_or_insert_hashed(hash, id, Invocation::default);
+        let taken = evicted.and_then(|(_, evicted)| {
+            self.held_bytes -= evicted.held.bytes();
+            taken(evicted)
+        });
+        (invocation, taken)
     }
 
     /// Copies event `index` of `batch` into `id`'s hold; returns the bytes it now holds.
@@ -92,25 +105,14 @@ impl Invocations {
     /// Takes `id`'s held events out; its entry stays, for what comes after the decision.
     pub fn take(&mut self, hash: u64, id: &str) -> Option<Taken> {
         let invocation = self.map.get_mut_hashed(hash, id)?;
-        let taken = Invocation {
+        let held = Invocation {
             decision: invocation.decision,
             held: std::mem::take(&mut invocation.held),
             audiences: std::mem::take(&mut invocation.audiences),
             ..Invocation::default()
         };
-        self.taken(taken)
-    }
-
-    fn taken(&mut self, invocation: Invocation) -> Option<Taken> {
-        if !invocation.holds() {
-            return None;
-        }
-        self.held_bytes -= invocation.held.bytes();
-        Some(Taken {
-            decision: invocation.decision.unwrap_or(Decision::Missing),
-            events: invocation.held.finish(),
-            audiences: invocation.audiences,
-        })
+        self.held_bytes -= held.held.bytes();
+        taken(held)
     }
 
     /// Bytes of event text held, over all invocations.

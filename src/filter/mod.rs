@@ -65,6 +65,8 @@ pub struct Filter {
     /// The invocation started last, for lines that name none.
     current: Option<Box<str>>,
     started_any: bool,
+    /// The hash of the first invocation's id: the cold start.
+    cold: Option<u64>,
     invocations: Invocations,
     pub counters: FilterCounters,
     /// Per-batch scratch: the invocations the batch's events belong to, and each kept event's
@@ -77,9 +79,9 @@ pub struct Filter {
 struct BatchId {
     hash: u64,
     id: Box<str>,
-    /// Nothing of it was held when this batch came: if the batch decides it, its events go
-    /// out with the batch instead of being copied.
-    fresh: bool,
+    /// Nothing of it was held at its first event in this batch: if the batch decides it, its
+    /// events go out with the batch instead of being copied (`None` until that event is read).
+    fresh: Option<bool>,
     /// Decided by this batch (its hold, if any, is released after it).
     decided: bool,
 }
@@ -109,6 +111,7 @@ impl Filter {
             concurrent: config.managed_instances,
             current: None,
             started_any: false,
+            cold: None,
             invocations: Invocations::new(),
             counters: FilterCounters::default(),
             ids: Vec::new(),
@@ -190,35 +193,57 @@ impl Filter {
     ) -> Option<u16> {
         let at = match self.owner_of(event) {
             Owner::Nobody => return None,
-            Owner::Id(id) => index_of(ids, &id, &self.invocations)?,
-            Owner::Current => {
-                let current = self.current.as_deref()?;
-                index_of(ids, current, &self.invocations)?
-            }
+            Owner::Id(id) => index_of(ids, &id)?,
+            Owner::Current => index_of(ids, self.current.as_deref()?)?,
         };
         let b = ids.get(usize::from(at))?;
-        let (hash, id) = (b.hash, b.id.clone());
+        let (hash, id) = (b.hash, &*b.id);
+        let mut finished = None;
         match event.kind {
             Kind::Start => {
-                self.began(&id, ids, out);
-                self.started(hash, &id, event, out);
+                finished = self.began(id);
+                if !std::mem::replace(&mut self.started_any, true) {
+                    self.cold = Some(hash);
+                }
             }
             // An invocation's last event: later lines (a SIGTERM handler's) are not its own.
-            Kind::Report if self.current.as_deref() == Some(&*id) => self.current = None,
+            Kind::Report if self.current.as_deref() == Some(id) => self.current = None,
             _ => {}
         }
-        if let Some(taken) = self.invocations.ensure(hash, &id) {
+        let (invocation, evicted) = self.invocations.ensure(hash, id);
+        let mut fresh = false;
+        let mut decided = false;
+        if let Some(invocation) = invocation {
+            // Nothing of it is held: if this batch decides it, its events go with the batch.
+            fresh = invocation.decision.is_none() && !invocation.holds();
+            if event.kind == Kind::Start {
+                invocation.cold |= self.cold == Some(hash);
+                if self.rules.sample == Sample::Xray
+                    && let Some(flag) = xray_flag(event)
+                {
+                    invocation.xray = Some(flag);
+                }
+            }
+            if matches!(event.kind, Kind::RuntimeDone | Kind::Report)
+                && invocation.decision.is_none()
+            {
+                let decision = decide(&self.rules, id, event, invocation.cold, invocation.xray);
+                invocation.decision = Some(decision);
+                if decision == Decision::Out {
+                    add(&mut self.counters.invocations_sampled_out, 1);
+                }
+                decided = true;
+            }
+        }
+        if let Some(b) = ids.get_mut(usize::from(at)) {
+            b.fresh.get_or_insert(fresh);
+            b.decided |= decided;
+        }
+        if let Some(taken) = evicted {
             self.release_taken(taken, out);
         }
-        if matches!(event.kind, Kind::RuntimeDone | Kind::Report)
-            && let Some(invocation) = self.invocations.get(hash, &id)
-            && invocation.decision.is_none()
-        {
-            let decision = decide(&self.rules, &id, event, invocation.cold, invocation.xray);
-            self.set_decision(hash, &id, decision);
-            if let Some(b) = ids.get_mut(usize::from(at)) {
-                b.decided = true;
-            }
+        if let Some(previous) = finished {
+            self.finish_previous(&previous, ids, out);
         }
         Some(at)
     }
@@ -239,7 +264,7 @@ impl Filter {
             return Some(Pick::new(i, base));
         };
         let decision = match self.invocations.get(b.hash, &b.id) {
-            Some(invocation) if b.fresh || !invocation.holds() => invocation.decision,
+            Some(invocation) if b.fresh == Some(true) || !invocation.holds() => invocation.decision,
             Some(_) => None,
             // Pushed out of the map by this very batch: kept.
             None => Some(Decision::Missing),
@@ -248,7 +273,7 @@ impl Filter {
             return Some(Pick::new(i, self.apply(d, event, base)));
         }
         // Copied from now on: it is no longer fresh.
-        b.fresh = false;
+        b.fresh = Some(false);
         let bytes = self
             .invocations
             .hold(b.hash, &b.id, batch, i as usize, base);
@@ -328,55 +353,42 @@ impl Filter {
             .map_or(Owner::Nobody, Owner::Id)
     }
 
-    /// `id` started: one invocation at a time, the one before it is over, outcome or not.
-    fn began(&mut self, id: &str, ids: &mut Vec<BatchId>, out: &mut Vec<Released>) {
+    /// `id` started: one invocation at a time, the one before it is over, outcome or not;
+    /// that one is returned if it is still open.
+    fn began(&mut self, id: &str) -> Option<Box<str>> {
         if self.concurrent {
-            return;
+            return None;
         }
-        let Some(previous) = self.current.replace(id.into()) else {
-            return;
-        };
-        let hash = by_request::hash(&previous);
+        let previous = self.current.replace(id.into())?;
         let open = self
             .invocations
-            .get(hash, &previous)
+            .get(by_request::hash(&previous), &previous)
             .is_some_and(|p| p.decision.is_none() && p.holds());
-        if &*previous != id && open {
-            self.set_decision(hash, &previous, Decision::Missing);
-            match index_of(ids, &previous, &self.invocations)
-                .and_then(|at| ids.get_mut(usize::from(at)))
-            {
-                Some(b) => b.decided = true,
-                None => self.release(hash, &previous, out),
+        (open && &*previous != id).then_some(previous)
+    }
+
+    /// The invocation before the one that started will have no outcome: kept, released once
+    /// this batch has been read (with the batch's events of it, if any) or now.
+    fn finish_previous(&mut self, previous: &str, ids: &mut Vec<BatchId>, out: &mut Vec<Released>) {
+        let hash = by_request::hash(previous);
+        self.set_decision(hash, previous, Decision::Missing);
+        match index_of(ids, previous).and_then(|at| ids.get_mut(usize::from(at))) {
+            Some(b) => {
+                b.fresh.get_or_insert(false);
+                b.decided = true;
             }
+            None => self.release(hash, previous, out),
         }
     }
 
-    /// `id`'s start: the first is the cold start; its trace header may carry the X-Ray flag.
-    fn started(&mut self, hash: u64, id: &str, event: &Event, out: &mut Vec<Released>) {
-        if let Some(taken) = self.invocations.ensure(hash, id) {
-            self.release_taken(taken, out);
-        }
-        if !std::mem::replace(&mut self.started_any, true)
-            && let Some(invocation) = self.invocations.get_mut(hash, id)
-        {
-            invocation.cold = true;
-        }
-        if self.rules.sample == Sample::Xray {
-            let record = event.platform();
-            let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
-            if let Some(flag) = header.and_then(sampled_flag) {
-                self.note_xray(hash, id, flag, out);
-            }
-        }
-    }
-
+    /// INVOKE's X-Ray flag, for when the invocation's outcome comes.
     fn note_xray(&mut self, hash: u64, id: &str, flag: bool, out: &mut Vec<Released>) {
-        if let Some(taken) = self.invocations.ensure(hash, id) {
-            self.release_taken(taken, out);
-        }
-        if let Some(invocation) = self.invocations.get_mut(hash, id) {
+        let (invocation, evicted) = self.invocations.ensure(hash, id);
+        if let Some(invocation) = invocation {
             invocation.xray = Some(flag);
+        }
+        if let Some(taken) = evicted {
+            self.release_taken(taken, out);
         }
     }
 
@@ -459,28 +471,43 @@ impl Filter {
 }
 
 /// Where `id` is in `ids`, added if new; `None` past [`NONE`] distinct ids in one batch (their
-/// events are then not sampled). The last one is nearly always the one asked for; a new id is
-/// compared with the others by hash (a batch can hold hundreds of invocations).
-fn index_of(ids: &mut Vec<BatchId>, id: &str, known: &Invocations) -> Option<u16> {
+/// events are then not sampled). The last one is nearly always the one asked for; otherwise
+/// only the last [`LOOK_BACK`] are searched, so that a batch of a thousand invocations costs no
+/// quadratic search: an id found again further back gets a second entry, which is harmless
+/// (both name the same invocation, whose state is in the map).
+fn index_of(ids: &mut Vec<BatchId>, id: &str) -> Option<u16> {
     let last = ids.len().checked_sub(1);
     if let Some(at) = last.filter(|&at| ids.get(at).is_some_and(|b| &*b.id == id)) {
         return u16::try_from(at).ok();
     }
     let hash = by_request::hash(id);
-    if let Some(at) = ids.iter().rposition(|b| b.hash == hash && &*b.id == id) {
-        return u16::try_from(at).ok();
+    let from = ids.len().saturating_sub(LOOK_BACK);
+    let found = ids
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .rposition(|b| b.hash == hash && &*b.id == id);
+    if let Some(at) = found {
+        return u16::try_from(from + at).ok();
     }
     let at = u16::try_from(ids.len()).ok().filter(|&at| at < NONE)?;
-    let fresh = known
-        .get(hash, id)
-        .is_none_or(|i| i.decision.is_none() && !i.holds());
     ids.push(BatchId {
         hash,
         id: id.into(),
-        fresh,
+        fresh: None,
         decided: false,
     });
     Some(at)
+}
+
+/// How far back in a batch's invocations [`index_of`] searches.
+const LOOK_BACK: usize = 16;
+
+/// The X-Ray `Sampled=` flag of a start event's trace header.
+fn xray_flag(start: &Event) -> Option<bool> {
+    let record = start.platform();
+    let header = record.tracing.0.as_ref().and_then(|t| t.value.0.as_deref());
+    header.and_then(sampled_flag)
 }
 
 #[cfg(test)]
