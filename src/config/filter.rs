@@ -94,6 +94,8 @@ pub struct Filtering {
     /// Successful invocations slower than this are kept whole.
     pub keep_slower_than_ms: Option<f64>,
     pub keep_cold_starts: bool,
+    /// Provisioned concurrency: Init ran ahead of any invocation, so none is a cold start.
+    pub provisioned: bool,
     /// Records of sampled-in invocations below this level are dropped.
     pub min_level: Option<Level>,
     /// Event types (`platform.start`, `function`…) not relayed as records.
@@ -107,6 +109,7 @@ impl Default for Filtering {
             sample: Sample::Rate(1.0),
             keep_slower_than_ms: None,
             keep_cold_starts: true,
+            provisioned: false,
             min_level: None,
             drop_types: Vec::new(),
             redaction: Redaction::default(),
@@ -164,6 +167,8 @@ impl Filtering {
                 }
             };
         }
+        f.provisioned = get(super::INITIALIZATION_TYPE)
+            .is_some_and(|v| v.eq_ignore_ascii_case("provisioned-concurrency"));
         if let Some(v) = get(MIN_LEVEL) {
             let level = Level::named(v).filter(|_| {
                 ["trace", "debug", "info", "warn", "error", "fatal"]

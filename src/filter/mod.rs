@@ -110,7 +110,8 @@ impl Filter {
             rules,
             concurrent: config.managed_instances,
             current: None,
-            started_any: false,
+            // Under provisioned concurrency no invocation is a cold start.
+            started_any: config.filtering.provisioned,
             cold: None,
             invocations: Invocations::new(),
             counters: FilterCounters::default(),

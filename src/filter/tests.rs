@@ -368,6 +368,17 @@ fn cold_starts_are_kept_unless_told_otherwise() {
 }
 
 #[test]
+fn under_provisioned_concurrency_no_invocation_is_a_cold_start() {
+    let mut f = filter(&[
+        ("TELEMETRY_RELAY_SAMPLE_RATE", "0"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency"),
+    ]);
+    let mut seen = Seen::new();
+    warm(&mut f, &mut seen);
+    assert!(records(&seen).is_empty());
+}
+
+#[test]
 fn dropped_types_still_feed_spans_and_metrics() {
     let mut f = filter(&[(
         "TELEMETRY_RELAY_DROP_TYPES",
