@@ -59,22 +59,33 @@ impl<V> ByRequest<V> {
         evicted
     }
 
-    /// `id`'s value, made with `make` if it has none (one search, not two); and the entry
-    /// evicted to make room, if any.
+    /// `id`'s value, made with `make` if it has none (one search, not two); and the value
+    /// evicted to make room, if any. An evicted key's buffer is reused when it fits: request
+    /// ids are all 36 bytes, so a full map costs no allocation per new id.
     pub fn get_or_insert_hashed(
         &mut self,
         hash: u64,
         id: &str,
         make: impl FnOnce() -> V,
-    ) -> (Option<&mut V>, Option<(Box<str>, V)>) {
+    ) -> (Option<&mut V>, Option<V>) {
         let mut evicted = None;
         let index = match self.position(hash, id) {
             Some(index) => index,
             None => {
-                if self.entries.len() >= self.cap {
-                    evicted = self.entries.pop_front().map(|(_, k, v)| (k, v));
+                let mut key: Option<Box<str>> = None;
+                if self.entries.len() >= self.cap
+                    && let Some((_, old, value)) = self.entries.pop_front()
+                {
+                    evicted = Some(value);
+                    key = (old.len() == id.len()).then(|| {
+                        let mut buffer = String::from(old);
+                        buffer.clear();
+                        buffer.push_str(id);
+                        buffer.into_boxed_str()
+                    });
                 }
-                self.entries.push_back((hash, id.into(), make()));
+                let key = key.unwrap_or_else(|| id.into());
+                self.entries.push_back((hash, key, make()));
                 self.entries.len() - 1
             }
         };
@@ -156,6 +167,30 @@ mod tests {
         assert_eq!(map.remove("b"), Some(2));
         assert_eq!(map.remove("b"), None);
         assert!(map.get("c").is_some());
+    }
+
+    #[test]
+    fn get_or_insert_finds_makes_and_evicts() {
+        let mut map = ByRequest::new(2);
+        let (value, evicted) = map.get_or_insert_hashed(hash("a"), "a", || 1);
+        assert_eq!((value.copied(), evicted), (Some(1), None));
+        let (value, _) = map.get_or_insert_hashed(hash("a"), "a", || 9);
+        assert_eq!(value.copied(), Some(1), "found, not made again");
+        map.get_or_insert_hashed(hash("b"), "b", || 2);
+        let (value, evicted) = map.get_or_insert_hashed(hash("c"), "c", || 3);
+        assert_eq!(
+            (value.copied(), evicted),
+            (Some(3), Some(1)),
+            "the oldest goes"
+        );
+        assert!(map.get("a").is_none() && map.get("c") == Some(&3));
+        let (_, evicted) = map.get_or_insert_hashed(hash("longer"), "longer", || 4);
+        assert_eq!(evicted, Some(2));
+        assert_eq!(
+            map.get("longer"),
+            Some(&4),
+            "a key of another length is made anew"
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Invocations {
     /// back if it held events (its decision, or [`Decision::Missing`]).
     pub fn ensure(&mut self, hash: u64, id: &str) -> (Option<&mut Invocation>, Option<Taken>) {
         let (invocation, evicted) = self.map.get_or_insert_hashed(hash, id, Invocation::default);
-        let taken = evicted.and_then(|(_, evicted)| {
+        let taken = evicted.and_then(|evicted| {
             self.held_bytes -= evicted.held.bytes();
             taken(evicted)
         });

@@ -63,7 +63,7 @@ pub struct Filter {
     /// Lambda Managed Instances: invocations run concurrently, lines carry no "current" one.
     concurrent: bool,
     /// The invocation started last, for lines that name none.
-    current: Option<Box<str>>,
+    current: Option<String>,
     started_any: bool,
     /// The hash of the first invocation's id: the cold start.
     cold: Option<u64>,
@@ -360,12 +360,20 @@ impl Filter {
         if self.concurrent {
             return None;
         }
-        let previous = self.current.replace(id.into())?;
-        let open = self
-            .invocations
-            .get(by_request::hash(&previous), &previous)
-            .is_some_and(|p| p.decision.is_none() && p.holds());
-        (open && &*previous != id).then_some(previous)
+        let Some(current) = &mut self.current else {
+            self.current = Some(id.to_string());
+            return None;
+        };
+        let open = *current != id
+            && self
+                .invocations
+                .get(by_request::hash(current), current)
+                .is_some_and(|p| p.decision.is_none());
+        let previous = open.then(|| Box::from(current.as_str()));
+        // The buffer is reused: one invocation after another costs no allocation here.
+        current.clear();
+        current.push_str(id);
+        previous
     }
 
     /// The invocation before the one that started will have no outcome: kept, released once

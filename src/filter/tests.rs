@@ -290,6 +290,21 @@ fn an_outcome_that_never_comes_keeps_the_records() {
     let kept = lines_of(&seen, "lost-00000001");
     assert_eq!(kept.len(), 2);
     assert!(kept.iter().all(|(_, _, a)| *a == Audience::ALL));
+    // Lost within one batch: the next start in the same batch says it is over.
+    let mut events = invocation("gone-00000001", "success", 1.0, &["g"]);
+    events.truncate(2);
+    events.extend(invocation("after-0000001", "success", 1.0, &["h"]));
+    admit(&mut f, &events, &mut seen);
+    assert_eq!(
+        lines_of(&seen, "gone-00000001").len(),
+        2,
+        "relayed at once, not at the end"
+    );
+    assert!(
+        seen.iter()
+            .filter(|(_, r, _)| r.contains("gone-00000001"))
+            .all(|(_, _, a)| *a == Audience::ALL)
+    );
     // The last one's outcome never comes before SHUTDOWN.
     let last = invocation("last-00000001", "success", 1.0, &["c"]);
     admit(&mut f, &last[..2], &mut seen);
@@ -297,7 +312,7 @@ fn an_outcome_that_never_comes_keeps_the_records() {
     f.release_all(&mut out);
     collect(out, &mut seen);
     assert_eq!(lines_of(&seen, "last-00000001").len(), 2);
-    assert_eq!(f.counters.kept_outcome_missing, 4);
+    assert_eq!(f.counters.kept_outcome_missing, 6);
     assert!(!f.holding());
 }
 
@@ -507,20 +522,24 @@ fn redaction_rewrites_records_and_keeps_indices() {
 #[test]
 #[ignore]
 fn filter_cost() {
-    let bodies: Vec<Vec<u8>> = (0..20)
+    // As Lambda writes them: `requestId` first in platform records; 125 invocations (1,000
+    // events, the subscription's default maxItems) a batch.
+    let bodies: Vec<Vec<u8>> = (0..160)
         .map(|round| {
             let mut events = Vec::new();
-            for i in 0..1000 {
+            for i in 0..125 {
                 let id = format!("{i:08x}-8c2d-4a47-9a1f-{round:012x}");
                 let status = if i % 20 == 0 { "error" } else { "success" };
-                events.append(&mut invocation(
-                    &id,
-                    status,
-                    1.0,
-                    &["a", "b", "c", "d", "e"],
-                ));
+                let t = r#""time":"2024-05-01T10:00:00.000Z""#;
+                events.push(format!(r#"{{{t},"type":"platform.start","record":{{"requestId":"{id}","version":"$LATEST"}}}}"#));
+                for line in 0..5 {
+                    events.push(format!(r#"{{{t},"type":"function","record":"[INFO]\t2024-05-01T10:00:00.000Z\t{id}\tline {line}\n"}}"#));
+                }
+                let done = format!(r#"{{"requestId":"{id}","status":"{status}","metrics":{{"durationMs":1.5,"producedBytes":42}},"spans":[{{"name":"responseLatency","start":"2024-05-01T10:00:00.000Z","durationMs":1.2}}]}}"#);
+                events.push(format!(r#"{{{t},"type":"platform.runtimeDone","record":{done}}}"#));
+                events.push(format!(r#"{{{t},"type":"platform.report","record":{done}}}"#));
             }
-            serde_json::to_vec(&events).unwrap()
+            format!("[{}]", events.join(",")).into_bytes()
         })
         .collect();
     for pairs in [vec![], vec![("TELEMETRY_RELAY_SAMPLE_RATE", "0.1")]] {
@@ -528,6 +547,7 @@ fn filter_cost() {
         let mut total = std::time::Duration::ZERO;
         for body in &bodies {
             let parsed = parse(body.clone());
+            assert_eq!(parsed.batch.len(), 1000);
             let kept = (0..parsed.batch.len() as u32).collect();
             let mut out = Vec::new();
             let t = std::time::Instant::now();
@@ -538,5 +558,6 @@ fn filter_cost() {
             "{pairs:?}: {:.3} µs per invocation",
             total.as_secs_f64() * 1e6 / 20_000.0
         );
+        assert_eq!(f.counters.kept_outcome_missing, 0);
     }
 }
