@@ -32,6 +32,11 @@ fn markers<'a>(texts: impl IntoIterator<Item = &'a str>) -> Found {
     found
 }
 
+/// The lines of each invocation on the run's stdout.
+fn on_stdout(run: &Run) -> Found {
+    markers(run.stdout().iter().map(String::as_str))
+}
+
 /// Invocation number (1-based) → its outcome, as the emulator reports it.
 fn outcomes(run: &Run) -> BTreeMap<u64, (String, String)> {
     let invokes = run.report["invokes"]
@@ -95,8 +100,7 @@ fn at_rate_zero_only_failed_timed_out_and_slow_invocations_are_relayed_whole() {
             "TELEMETRY_RELAY_KEEP_COLD_STARTS=false",
         ],
     );
-    let stdout = run.stdout();
-    let found = markers(stdout.iter().map(String::as_str));
+    let found = on_stdout(&run);
     let mut interesting = 0;
     for (i, (outcome, _)) in outcomes(&run) {
         let lines = found.get(&i).map_or(0, BTreeSet::len);
@@ -149,15 +153,14 @@ fn at_a_tenth_every_output_makes_the_same_all_or_nothing_decision() {
             "OTEL_EXPORTER_OTLP_PROTOCOL=http/json",
         ],
     );
-    let stdout = run.stdout();
-    let on_stdout = markers(stdout.iter().map(String::as_str));
+    let stdout_kept = on_stdout(&run);
     let ndjson = bodies(&run, "/ingest");
     let on_ndjson = markers(ndjson.iter().map(String::as_str));
     let logs = bodies(&run, "/v1/logs");
     let on_otlp = markers(logs.iter().map(String::as_str));
     for (name, found) in [("NDJSON", &on_ndjson), ("OTLP logs", &on_otlp)] {
         run.check(
-            found == &on_stdout,
+            found == &stdout_kept,
             &format!("{name} keeps exactly the invocations stdout keeps"),
         );
     }
@@ -182,7 +185,7 @@ fn at_a_tenth_every_output_makes_the_same_all_or_nothing_decision() {
         .collect();
     let (mut successes, mut kept_successes) = (0u64, 0u64);
     for (i, (outcome, id)) in outcomes(&run) {
-        let lines = on_stdout.get(&i).map_or(0, BTreeSet::len);
+        let lines = stdout_kept.get(&i).map_or(0, BTreeSet::len);
         run.check(
             lines == 0 || lines == 2,
             &format!("invocation {i} is all or nothing"),
@@ -232,8 +235,7 @@ fn xray_mode_follows_each_invocations_sampled_flag() {
             "TELEMETRY_RELAY_KEEP_COLD_STARTS=false",
         ],
     );
-    let stdout = run.stdout();
-    let found = markers(stdout.iter().map(String::as_str));
+    let found = on_stdout(&run);
     for (i, (outcome, _)) in outcomes(&run) {
         let kept = found.contains_key(&i);
         let expected = i % 3 == 0 || outcome != "success";
@@ -271,8 +273,7 @@ fn the_level_floor_reads_every_runtimes_format() {
                 "TELEMETRY_RELAY_KEEP_COLD_STARTS=false",
             ],
         );
-        let stdout = run.stdout();
-        let found = markers(stdout.iter().map(String::as_str));
+        let found = on_stdout(&run);
         for i in 1..=4u64 {
             // Lines cycle debug, info, warn, error, and one whose level cannot be read.
             let expected: BTreeSet<u64> = if i == 3 {
@@ -447,8 +448,7 @@ fn an_overflowing_hold_keeps_its_invocation_whole_and_counts_it() {
             "TELEMETRY_RELAY_KEEP_COLD_STARTS=false",
         ],
     );
-    let stdout = run.stdout();
-    let found = markers(stdout.iter().map(String::as_str));
+    let found = on_stdout(&run);
     for i in [1, 2] {
         run.check(
             found.get(&i).map_or(0, BTreeSet::len) == 2000,
@@ -475,8 +475,7 @@ fn an_outcome_that_never_comes_keeps_the_records_and_counts_them() {
             "TELEMETRY_RELAY_KEEP_COLD_STARTS=false",
         ],
     );
-    let stdout = run.stdout();
-    let found = markers(stdout.iter().map(String::as_str));
+    let found = on_stdout(&run);
     run.check(
         !found.contains_key(&1) && !found.contains_key(&2),
         "decided ones sampled out",

@@ -2,13 +2,10 @@
 //! `TELEMETRY_RELAY_SAMPLE_RATE=0.1` against no sampling, stdout only and with OTLP (protobuf,
 //! gzip) as well, each invocation logging five lines and one in twenty failing. As for OTLP's
 //! cost, the CPU per invocation is the difference between a long and a short run over the
-//! extra invocations, medians of [`ROUNDS`] rounds with the modes interleaved.
+//! extra invocations (`scenarios::short_and_long`).
 
-use crate::{Args, emulate, percentile};
-
-const ROUNDS: usize = 5;
-const SHORT: usize = 20;
-const LONG: usize = 1000;
+use crate::scenarios::{LONG, ROUNDS, SHORT, marginal, short_and_long};
+use crate::{Args, percentile};
 
 pub fn row(args: &Args) -> Result<(), String> {
     let common = ["--lines", "5", "--outcomes", "error:20"];
@@ -38,31 +35,19 @@ pub fn row(args: &Args) -> Result<(), String> {
          {ROUNDS} rounds, the modes interleaved:\n\n| mode | CPU per extra invocation \
          ({LONG} − {SHORT}), ms | stdout lines per invocation | peak RSS, MiB |\n|---|---|---|---|"
     );
-    let mut samples: Vec<[Vec<f64>; 4]> = modes.iter().map(|_| Default::default()).collect();
-    for _ in 0..ROUNDS {
-        for ((_, extra), sample) in modes.iter().zip(&mut samples) {
-            for (invokes, slot) in [(SHORT, 0), (LONG, 1)] {
-                let invokes = invokes.to_string();
-                let run: Vec<&str> = ["--invokes", &invokes]
-                    .iter()
-                    .chain(extra)
-                    .copied()
-                    .collect();
-                let report = emulate(&args.emulator, &args.relay, &run)?;
-                sample[slot].extend(report["cpu_ms"].as_f64());
-                if slot == 1 {
-                    let lines = report["stdout"].as_array().map_or(0, Vec::len);
-                    sample[2].push(lines as f64 / LONG as f64);
-                    sample[3].extend(report["peak_rss_kb"].as_f64().map(|kb| kb / 1024.0));
-                }
-            }
+    let mut extra: Vec<[Vec<f64>; 2]> = modes.iter().map(|_| Default::default()).collect();
+    let cpu = short_and_long(args, &modes, |i, report| {
+        if let Some([lines, rss]) = extra.get_mut(i) {
+            let n = report["stdout"].as_array().map_or(0, Vec::len);
+            lines.push(n as f64 / LONG as f64);
+            rss.extend(report["peak_rss_kb"].as_f64().map(|kb| kb / 1024.0));
         }
-    }
+    })?;
     let mut base = 0.0;
-    for (i, ((name, _), [short, long, lines, rss])) in modes.iter().zip(&mut samples).enumerate() {
-        let marginal = (percentile(long, 0.5).unwrap_or(0.0)
-            - percentile(short, 0.5).unwrap_or(0.0))
-            / (LONG - SHORT) as f64;
+    for (i, (((name, _), (short, long)), [lines, rss])) in
+        modes.iter().zip(cpu).zip(&mut extra).enumerate()
+    {
+        let marginal = marginal(short, long);
         // Each mode against the one without sampling before it.
         let ratio = if i % 2 == 1 && base > 0.0 {
             format!(" ({:.2}×)", marginal / base)

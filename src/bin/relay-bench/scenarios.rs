@@ -156,33 +156,22 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
          CPU, {SHORT} invocations, ms | CPU per extra invocation ({LONG} − {SHORT}), ms |\n\
          |---|---|---|---|---|"
     );
-    // Samples per mode: CPU of the short and the long run, bytes per event and ratio.
-    let mut samples: Vec<[Vec<f64>; 4]> = modes.iter().map(|_| Default::default()).collect();
-    for _ in 0..ROUNDS {
-        for ((i, (_, extra)), sample) in modes.iter().enumerate().zip(&mut samples) {
-            for (invokes, slot) in [(SHORT, 0), (LONG, 1)] {
-                let invokes = invokes.to_string();
-                let run: Vec<&str> = ["--invokes", &invokes]
-                    .iter()
-                    .chain(extra)
-                    .copied()
-                    .collect();
-                let report = emulate(&args.emulator, &args.relay, &run)?;
-                sample[slot].extend(report["cpu_ms"].as_f64());
-                if slot == 1 && i > 0 {
-                    let (per_event, ratio) = wire_bytes(&report);
-                    sample[2].push(per_event);
-                    sample[3].push(ratio);
-                }
-            }
+    // Samples per mode: bytes per event and ratio, from the long runs.
+    let mut wire: Vec<[Vec<f64>; 2]> = modes.iter().map(|_| Default::default()).collect();
+    let cpu = short_and_long(args, &modes, |i, report| {
+        if i > 0
+            && let Some(w) = wire.get_mut(i)
+        {
+            let (per_event, ratio) = wire_bytes(report);
+            w[0].push(per_event);
+            w[1].push(ratio);
         }
-    }
+    })?;
     let mut base = (0.0, 0.0);
-    for (i, ((name, _), [short, long, per_event, ratio])) in
-        modes.iter().zip(&mut samples).enumerate()
+    for (i, (((name, _), (short, long)), [per_event, ratio])) in
+        modes.iter().zip(cpu).zip(&mut wire).enumerate()
     {
-        let short_ms = percentile(short, 0.5).unwrap_or(0.0);
-        let marginal = (percentile(long, 0.5).unwrap_or(0.0) - short_ms) / (LONG - SHORT) as f64;
+        let (short_ms, marginal) = (short, marginal(short, long));
         if i == 0 {
             base = (short_ms, marginal);
         }
@@ -204,13 +193,55 @@ pub fn otlp_cost(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Rounds of the OTLP cost comparison.
-const ROUNDS: usize = 5;
+/// Median CPU (ms) of a [`SHORT`]- and a [`LONG`]-invocation run of each mode, over
+/// [`ROUNDS`] rounds with the modes interleaved in each; `long_run` sees each long run's
+/// report (with the mode's index), for figures of its own.
+pub fn short_and_long(
+    args: &Args,
+    modes: &[(&str, Vec<&str>)],
+    mut long_run: impl FnMut(usize, &Value),
+) -> Result<Vec<(f64, f64)>, String> {
+    let mut samples: Vec<[Vec<f64>; 2]> = modes.iter().map(|_| Default::default()).collect();
+    for _ in 0..ROUNDS {
+        for ((i, (_, extra)), sample) in modes.iter().enumerate().zip(&mut samples) {
+            for (invokes, slot) in [(SHORT, 0), (LONG, 1)] {
+                let invokes = invokes.to_string();
+                let run: Vec<&str> = ["--invokes", &invokes]
+                    .iter()
+                    .chain(extra)
+                    .copied()
+                    .collect();
+                let report = emulate(&args.emulator, &args.relay, &run)?;
+                sample[slot].extend(report["cpu_ms"].as_f64());
+                if slot == 1 {
+                    long_run(i, &report);
+                }
+            }
+        }
+    }
+    Ok(samples
+        .iter_mut()
+        .map(|[short, long]| {
+            (
+                percentile(short, 0.5).unwrap_or(0.0),
+                percentile(long, 0.5).unwrap_or(0.0),
+            )
+        })
+        .collect())
+}
+
+/// CPU per extra invocation, ms, from the short and the long run's CPU.
+pub fn marginal(short_ms: f64, long_ms: f64) -> f64 {
+    (long_ms - short_ms) / (LONG - SHORT) as f64
+}
+
+/// Rounds of the CPU comparisons (OTLP's cost, tail sampling).
+pub const ROUNDS: usize = 5;
 /// Invocations of its short and long runs. The long one is long so that the CPU per extra
 /// invocation is a difference of large numbers: over 200 − 20 it moved by a third between
 /// runs of the same commit.
-const SHORT: usize = 20;
-const LONG: usize = 1000;
+pub const SHORT: usize = 20;
+pub const LONG: usize = 1000;
 
 /// Bytes on the wire per event, and their ratio to the uncompressed content, of one run.
 fn wire_bytes(report: &Value) -> (f64, f64) {
