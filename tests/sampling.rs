@@ -591,4 +591,30 @@ fn metrics_are_the_same_with_sampling_on_and_off() {
         n_off > 20.0 && n_off == n_on,
         &format!("faas.invocations {n_off} off, {n_on} on"),
     );
+    // The decisions are counted in the summary, EMF and OTLP metrics alike.
+    let sampled_out = on.counter("invocations_sampled_out");
+    let emf = on
+        .stdout()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|doc| doc["InvocationsSampledOut"].as_f64());
+    on.check(
+        emf == Some(sampled_out as f64),
+        &format!("EMF's InvocationsSampledOut is {emf:?}, the summary's {sampled_out}"),
+    );
+    let otlp = bodies(&on, "/v1/metrics").iter().rev().find_map(|body| {
+        let v: Value = serde_json::from_str(body).ok()?;
+        let metrics = v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"].as_array()?;
+        let m = metrics
+            .iter()
+            .find(|m| m["name"] == "telemetry_relay.filter.invocations_sampled_out")?;
+        m["sum"]["dataPoints"][0]["asInt"]
+            .as_str()?
+            .parse::<u64>()
+            .ok()
+    });
+    on.check(
+        otlp == Some(sampled_out),
+        &format!("OTLP's telemetry_relay.filter.invocations_sampled_out is {otlp:?}"),
+    );
 }
