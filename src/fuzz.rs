@@ -373,7 +373,10 @@ fn fuzz_the_filter() {
         ("TELEMETRY_RELAY_MIN_LEVEL", "warn"),
         ("TELEMETRY_RELAY_DROP_TYPES", "platform.start"),
         ("TELEMETRY_RELAY_REDACT", "all"),
-        ("TELEMETRY_RELAY_REDACT_PATTERNS", "[0-9]{3,}|x+y"),
+        (
+            "TELEMETRY_RELAY_REDACT_PATTERNS",
+            "cust-[0-9]{3,}|xy+z|[0-9]{12}",
+        ),
     ]);
     let mut filter = crate::filter::Filter::new(&config);
     let mut out = Vec::new();

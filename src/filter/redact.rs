@@ -42,14 +42,21 @@ fn has(rules: &Redaction, d: Detector) -> bool {
 #[derive(Debug, Default)]
 pub struct Redactor {
     rules: Redaction,
+    /// Literals one of which a line must contain for the user's pattern to match, if known.
+    literals: Option<Vec<String>>,
     pub counts: Counts,
     found: Vec<(usize, usize, Detector)>,
 }
 
 impl Redactor {
     pub fn new(rules: Redaction) -> Redactor {
+        let literals = rules
+            .pattern
+            .as_ref()
+            .and_then(|p| literals::required(p.as_str()));
         Redactor {
             rules,
+            literals,
             counts: Counts::default(),
             found: Vec::new(),
         }
@@ -83,11 +90,14 @@ impl Redactor {
         if has(rules, Detector::AwsKey) {
             aws_keys(text, found);
         }
-        if has(rules, Detector::Secret) {
-            key_values(text, found, is_secret_key, Detector::Secret);
+        let (secret, authorization) = (
+            has(rules, Detector::Secret),
+            has(rules, Detector::Authorization),
+        );
+        if secret || authorization {
+            key_values(text, found, secret, authorization);
         }
-        if has(rules, Detector::Authorization) {
-            key_values(text, found, is_authorization_key, Detector::Authorization);
+        if authorization {
             bearer_tokens(text, found);
         }
         if has(rules, Detector::Jwt) {
@@ -99,7 +109,10 @@ impl Redactor {
         if has(rules, Detector::Email) {
             emails(text, found);
         }
-        if let Some(pattern) = &rules.pattern {
+        let may_match = |literals: &[String]| literals.iter().any(|l| text.contains(l.as_str()));
+        if let Some(pattern) = &rules.pattern
+            && self.literals.as_deref().is_none_or(may_match)
+        {
             found.extend(
                 pattern
                     .find_iter(text)
@@ -269,20 +282,34 @@ fn is_secret_key(key: &str) -> bool {
         "credential",
         "access_key",
     ];
-    let key = key.to_ascii_lowercase();
-    WORDS.iter().any(|w| key.contains(w))
+    // No lowercase copy: log lines have many `:`s (times) and `=`s, each a candidate key.
+    let key = key.as_bytes();
+    WORDS.iter().any(|w| {
+        let w = w.as_bytes();
+        let first = w.first().copied().unwrap_or_default();
+        key.windows(w.len()).any(|part| {
+            part.first().map(u8::to_ascii_lowercase) == Some(first) && part.eq_ignore_ascii_case(w)
+        })
+    })
 }
 
 fn is_authorization_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("authorization") || key.eq_ignore_ascii_case("proxy-authorization")
 }
 
-/// `key=value`, `key: value`, `"key": "value"` in text, for keys `is_key` accepts: the value
-/// goes, the key stays. A quoted value runs to its quote; an unquoted one to the next space
-/// or separator (an authorization value takes its scheme's credentials too).
-fn key_values(text: &str, found: &mut Found, is_key: fn(&str) -> bool, detector: Detector) {
+/// `key=value`, `key: value`, `"key": "value"` in text, for authorization keys and (with
+/// `secret`) secret-looking ones, in one pass: the value goes, the key stays. A quoted value
+/// runs to its quote; an unquoted one to the next space or separator (an authorization value
+/// takes its scheme's credentials too).
+fn key_values(text: &str, found: &mut Found, secret: bool, authorization: bool) {
     let bytes = text.as_bytes();
-    for (sep, _) in text.match_indices(['=', ':']) {
+    // Bytes, not chars: a pattern of two chars is searched a char at a time.
+    let separators = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| matches!(b, b'=' | b':'))
+        .map(|(at, _)| at);
+    for sep in separators {
         // The key: word characters (and `-`, `.`) right before, past one closing quote.
         let mut key_end = sep;
         while key_end > 0 && bytes.get(key_end - 1) == Some(&b' ') {
@@ -300,9 +327,15 @@ fn key_values(text: &str, found: &mut Found, is_key: fn(&str) -> bool, detector:
             key_start -= 1;
         }
         let key = text.get(key_start..key_end).unwrap_or_default();
-        if key.is_empty() || !is_key(key) {
+        let detector = if key.is_empty() {
             continue;
-        }
+        } else if authorization && is_authorization_key(key) {
+            Detector::Authorization
+        } else if secret && is_secret_key(key) {
+            Detector::Secret
+        } else {
+            continue;
+        };
         let mut start = sep + 1;
         while bytes.get(start) == Some(&b' ') {
             start += 1;
@@ -350,7 +383,7 @@ fn is_token_char(b: u8) -> bool {
 /// `Bearer <token>` and `Basic <credentials>` anywhere: the scheme stays, the token goes.
 fn bearer_tokens(text: &str, found: &mut Found) {
     let bytes = text.as_bytes();
-    for (i, _) in text.match_indices([' ']) {
+    for (i, _) in text.match_indices(' ') {
         let word_start = bytes
             .get(..i)
             .unwrap_or_default()
@@ -421,10 +454,15 @@ fn cards(text: &str, found: &mut Found) {
             continue;
         }
         let mut end = i;
-        let mut digits = String::new();
+        // Up to 19 digits are kept; a longer run is no card, but is still stepped over.
+        let mut digits = [0u8; 19];
+        let mut n = 0;
         while let Some(&b) = bytes.get(end) {
             if b.is_ascii_digit() {
-                digits.push(b as char);
+                if let Some(d) = digits.get_mut(n) {
+                    *d = b;
+                }
+                n += 1;
                 end += 1;
             } else if matches!(b, b' ' | b'-') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)
             {
@@ -434,7 +472,8 @@ fn cards(text: &str, found: &mut Found) {
             }
         }
         let boundary_after = bytes.get(end).is_none_or(|&b| !is_word(b));
-        if boundary_after && is_card(&digits) {
+        let digits = std::str::from_utf8(digits.get(..n).unwrap_or_default()).unwrap_or_default();
+        if boundary_after && n <= 19 && is_card(digits) {
             found.push((i, end, Detector::Card));
         }
         i = end.max(i + 1);
@@ -508,6 +547,8 @@ fn emails(text: &str, found: &mut Found) {
         }
     }
 }
+
+mod literals;
 
 #[cfg(test)]
 mod tests;

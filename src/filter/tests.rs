@@ -542,7 +542,15 @@ fn filter_cost() {
             format!("[{}]", events.join(",")).into_bytes()
         })
         .collect();
-    for pairs in [vec![], vec![("TELEMETRY_RELAY_SAMPLE_RATE", "0.1")]] {
+    for pairs in [
+        vec![],
+        vec![("TELEMETRY_RELAY_SAMPLE_RATE", "0.1")],
+        vec![("TELEMETRY_RELAY_REDACT", "all")],
+        vec![
+            ("TELEMETRY_RELAY_REDACT", "all"),
+            ("TELEMETRY_RELAY_REDACT_PATTERNS", r"cust-\d{6}|order#\w+"),
+        ],
+    ] {
         let mut f = filter(&pairs);
         let mut total = std::time::Duration::ZERO;
         for body in &bodies {
