@@ -34,15 +34,9 @@ impl Delivery {
         for entry in &self.entries {
             for (event, seen_by) in entry.events(seq, u64::MAX) {
                 seq += 1;
-                let encoder = &mut output.sink.encoder;
-                if !seen_by.reaches(encoder.audience()) {
-                    encoder.skipped(&event);
-                    continue;
-                }
-                if encoder.carries(&event) {
-                    events += 1;
-                }
-                encoder.event(&event, &mut nothing);
+                let encoder = &mut *output.sink.encoder;
+                let (carried, _) = super::offer(encoder, &event, seen_by, &mut nothing);
+                events += u64::from(carried);
             }
         }
         output.cursor = seq;

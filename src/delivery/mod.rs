@@ -108,6 +108,26 @@ fn destination(url: &str) -> &str {
     crate::config::outputs::split_origin(url).0
 }
 
+/// Whether `encoder`'s output carries `event`, which `seen_by` may see.
+fn carries(encoder: &dyn Encoder, event: &Event, seen_by: Audience) -> bool {
+    seen_by.reaches(encoder.audience()) && encoder.carries(event)
+}
+
+/// Shows `event` to `encoder`: encoded into `out` if its output is among `seen_by`, else only
+/// passed by. Returns whether the output carries it and whether anything was written.
+fn offer(
+    encoder: &mut dyn Encoder,
+    event: &Event,
+    seen_by: Audience,
+    out: &mut Vec<u8>,
+) -> (bool, bool) {
+    if !seen_by.reaches(encoder.audience()) {
+        encoder.skipped(event);
+        return (false, false);
+    }
+    (encoder.carries(event), encoder.event(event, out))
+}
+
 /// How many of the events at `from..to` in `entries` `encoder` carries.
 fn carried<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
@@ -119,7 +139,7 @@ fn carried<'a>(
     for entry in entries {
         n += entry
             .events(from, to)
-            .filter(|(e, seen_by)| seen_by.reaches(encoder.audience()) && encoder.carries(e))
+            .filter(|(e, seen_by)| carries(encoder, e, *seen_by))
             .count() as u64;
     }
     n
@@ -332,14 +352,9 @@ impl Delivery {
                     break 'entries;
                 }
                 seq += 1;
-                if !seen_by.reaches(encoder.audience()) {
-                    encoder.skipped(&event);
-                    continue;
-                }
-                if encoder.carries(&event) {
-                    events += 1;
-                }
-                wrote |= encoder.event(&event, &mut body);
+                let (carried, written) = offer(&mut **encoder, &event, seen_by, &mut body);
+                events += u64::from(carried);
+                wrote |= written;
             }
             // `seq` is contiguous: entries are, and the cursor never points into a gap.
         }
