@@ -181,6 +181,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redaction_counters_are_named_in_detector_order() {
+        let mut counters = FilterCounters::default();
+        for d in crate::config::filter::BUILT_IN
+            .into_iter()
+            .chain([crate::config::filter::Detector::Pattern])
+        {
+            counters.redactions = [0; 7];
+            if let Some(n) = counters.redactions.get_mut(d.index()) {
+                *n = 1;
+            }
+            let named: Vec<&str> = counters
+                .named()
+                .iter()
+                .filter(|(_, _, n)| *n == 1)
+                .map(|(name, _, _)| *name)
+                .collect();
+            assert_eq!(
+                named,
+                [format!("redactions_{}", d.name().replace('-', "_"))]
+            );
+        }
+    }
+
+    #[test]
     fn adds_saturate_at_the_top() {
         let mut n = u64::MAX - 1;
         add(&mut n, 5);

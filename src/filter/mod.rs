@@ -39,7 +39,7 @@ use crate::counters::{FilterCounters, add};
 use crate::telemetry::batch::{Audience, Batch, BatchBuilder, Event, Kind, Pick};
 use crate::telemetry::level;
 use decide::{Decision, decide, sampled_flag};
-use invocations::{Invocations, Taken};
+use invocations::{Invocation, Invocations, Taken};
 use redact::Redactor;
 
 /// Bytes of event text one invocation may hold while its outcome is awaited.
@@ -129,9 +129,12 @@ impl Filter {
         }
     }
 
-    /// Redactions made so far, per detector.
-    pub fn redactions(&self) -> redact::Counts {
-        self.redactor.as_ref().map(|r| r.counts).unwrap_or_default()
+    /// Every decision counted so far, redactions included.
+    pub fn counters(&self) -> FilterCounters {
+        FilterCounters {
+            redactions: self.redactor.as_ref().map(|r| r.counts).unwrap_or_default(),
+            ..self.counters
+        }
     }
 
     /// Takes a batch and the indices of its events the relay relays; appends to `out` what may
@@ -229,10 +232,7 @@ impl Filter {
                 && invocation.decision.is_none()
             {
                 let decision = decide(&self.rules, id, event, invocation.cold, invocation.xray);
-                invocation.decision = Some(decision);
-                if decision == Decision::Out {
-                    add(&mut self.counters.invocations_sampled_out, 1);
-                }
+                record(invocation, decision, &mut self.counters);
                 decided = true;
             }
         }
@@ -403,14 +403,8 @@ impl Filter {
 
     /// Records a decision, counted once per invocation.
     fn set_decision(&mut self, hash: u64, id: &str, decision: Decision) {
-        let Some(invocation) = self.invocations.get_mut(hash, id) else {
-            return;
-        };
-        if invocation.decision.is_none() {
-            invocation.decision = Some(decision);
-            if decision == Decision::Out {
-                add(&mut self.counters.invocations_sampled_out, 1);
-            }
+        if let Some(invocation) = self.invocations.get_mut(hash, id) {
+            record(invocation, decision, &mut self.counters);
         }
     }
 
@@ -475,6 +469,16 @@ impl Filter {
                 base
             }
             Decision::Interesting => base,
+        }
+    }
+}
+
+/// Gives `invocation` its decision unless it has one, and counts a sampled-out one.
+fn record(invocation: &mut Invocation, decision: Decision, counters: &mut FilterCounters) {
+    if invocation.decision.is_none() {
+        invocation.decision = Some(decision);
+        if decision == Decision::Out {
+            add(&mut counters.invocations_sampled_out, 1);
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 
 use crate::config::filter::{Detector, Redaction};
+use crate::counters::add;
 use crate::telemetry::record;
 use crate::telemetry::text::string_end;
 
@@ -134,9 +135,7 @@ impl Redactor {
             }
             out.push_str(text.get(at..start).unwrap_or_default());
             out.push_str(replacement(detector));
-            if let Some(n) = self.counts.get_mut(detector.index()) {
-                *n = n.saturating_add(1);
-            }
+            count(&mut self.counts, detector);
             at = end;
         }
         out.push_str(text.get(at..).unwrap_or_default());
@@ -167,7 +166,7 @@ impl Redactor {
                         whole_value = record::text(literal).and_then(|k| self.whole_value_of(&k));
                         None
                     } else if let Some(d) = whole_value.take() {
-                        self.count(d);
+                        count(&mut self.counts, d);
                         Some(format!("\"{}\"", replacement(d)))
                     } else {
                         self.string_literal(literal)
@@ -193,7 +192,7 @@ impl Redactor {
                         card.then_some(Detector::Card)
                     });
                     if let Some(d) = detector {
-                        self.count(d);
+                        count(&mut self.counts, d);
                         out.push_str(json.get(copied..i).unwrap_or_default());
                         out.push('"');
                         out.push_str(replacement(d));
@@ -227,11 +226,12 @@ impl Redactor {
             None
         }
     }
+}
 
-    fn count(&mut self, d: Detector) {
-        if let Some(n) = self.counts.get_mut(d.index()) {
-            *n = n.saturating_add(1);
-        }
+/// One more redaction by `d`.
+fn count(counts: &mut Counts, d: Detector) {
+    if let Some(n) = counts.get_mut(d.index()) {
+        add(n, 1);
     }
 }
 

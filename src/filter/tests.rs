@@ -514,7 +514,7 @@ fn redaction_rewrites_records_and_keeps_indices() {
     let json: serde_json::Value = serde_json::from_str(&seen[2].1).unwrap();
     assert_eq!(json["user"]["mail"], "[REDACTED:email]");
     assert_eq!(json["key"], "[REDACTED:aws-key]");
-    let counts = f.redactions();
+    let counts = f.counters().redactions;
     assert_eq!((counts[0], counts[5]), (1, 2));
 }
 

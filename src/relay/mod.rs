@@ -176,12 +176,10 @@ impl Relay {
     /// The counters as the outputs that report them (EMF, OTLP metrics) see them now.
     fn snapshot(&self) -> Counters {
         let (dropped, failed) = self.delivery.as_ref().map_or((0, 0), Delivery::losses);
-        let mut filter = self.filter.counters;
-        filter.redactions = self.filter.redactions();
         Counters {
             dropped_by_buffer: dropped,
             failed_sends: failed,
-            filter,
+            filter: self.filter.counters(),
             ..self.counters
         }
     }
@@ -250,21 +248,22 @@ impl Relay {
 
     /// POST `seq` arrived (`None`: lost); relays every one whose turn it is.
     fn in_order(&mut self, seq: u64, parsed: Option<Parsed>) {
-        let mut ready = std::mem::take(&mut self.ready);
-        self.order.arrive(seq, parsed, &mut ready);
-        for parsed in ready.drain(..) {
-            self.relay(parsed);
-        }
-        self.ready = ready;
+        self.relay_ready(|order, ready| order.arrive(seq, parsed, ready));
     }
 
     /// The end: POSTs still waiting for an earlier one are relayed all the same.
     fn relay_waiting(&mut self) {
-        let mut ready = Vec::new();
-        self.order.rest(&mut ready);
-        for parsed in ready {
+        self.relay_ready(InOrder::rest);
+    }
+
+    /// Relays, in order, the POSTs `step` on the order says are ready.
+    fn relay_ready(&mut self, step: impl FnOnce(&mut InOrder, &mut Vec<Parsed>)) {
+        let mut ready = std::mem::take(&mut self.ready);
+        step(&mut self.order, &mut ready);
+        for parsed in ready.drain(..) {
             self.relay(parsed);
         }
+        self.ready = ready;
     }
 
     fn relay(&mut self, parsed: Parsed) {
